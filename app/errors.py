@@ -1,0 +1,61 @@
+"""Domain exceptions. They know nothing of HTTP; `STATUS` maps them to status codes in one place."""
+
+from __future__ import annotations
+
+
+class GameError(Exception):
+    """Base class: the message is shown to the client, so it must be one a person can act on."""
+
+
+class InvalidInput(GameError):
+    pass
+
+
+class BodyTooLarge(InvalidInput):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"Request body is larger than {limit_bytes // 1024} KiB")
+
+
+class SessionNotFound(GameError):
+    def __init__(self) -> None:
+        super().__init__("Game session not found: it never existed or has expired")
+
+
+class QuestionNotInSession(InvalidInput):
+    def __init__(self, question_id: str) -> None:
+        super().__init__(f"Question {question_id!r} is not part of this game session")
+
+
+class WagerNotAllowed(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("A wager is only allowed on the final question")
+
+
+class WagerTooHigh(InvalidInput):
+    def __init__(self, max_wager: int) -> None:
+        super().__init__(f"Wager is above the limit: at most {max_wager} (half your current score)")
+        self.max_wager = max_wager
+
+
+class StorageUnavailable(GameError):
+    """The session store cannot answer right now; nothing was changed by this request."""
+
+    retry_after_seconds = 5
+
+    def __init__(self) -> None:
+        super().__init__("Game storage is temporarily unavailable; retry shortly")
+
+
+STATUS: dict[type[GameError], int] = {
+    BodyTooLarge: 413,
+    InvalidInput: 400,
+    SessionNotFound: 404,
+    StorageUnavailable: 503,
+}
+
+
+def status_of(error: GameError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500

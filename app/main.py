@@ -1,0 +1,112 @@
+"""The application: route table, lifespan (owns the Redis client), error mapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import api
+from app.errors import GameError, StorageUnavailable, status_of
+from app.game import Game
+from app.models import ErrorBody
+from app.questions import QuestionBank
+from app.redis_store import RedisJsonStore, connect
+from app.settings import Settings
+from app.store import MemoryStore, SessionStore
+
+log = logging.getLogger("app")
+
+
+class State(TypedDict):
+    game: Game
+
+
+async def open_store(settings: Settings) -> SessionStore:
+    if settings.use_memory_sessions:
+        return MemoryStore(settings.session_ttl_seconds)
+    client = connect(settings)
+    try:
+        if not await RedisJsonStore.has_json_module(client):
+            raise RuntimeError(
+                f"Redis at {settings.redis_url} has no JSON module: use redis-stack, Redis 8, "
+                "or load rejson.so (see README)"
+            )
+    except BaseException:
+        await client.aclose()
+        raise
+    return RedisJsonStore(client, settings.session_ttl_seconds)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        store = await open_store(settings)
+        log.info("session storage: %s", store.kind)
+        try:
+            yield {"game": Game(QuestionBank.load(), store, settings)}
+        finally:
+            await store.close()
+
+    routes = [
+        Route("/api/game/session", api.create_session, methods=["POST"]),
+        Route("/api/game/answer", api.submit_answer, methods=["POST"]),
+        Route("/api/game/results/{session_id}", api.results, methods=["GET"]),
+        Route("/health", api.health, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=[settings.frontend_url],
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_headers=["content-type", "authorization"],
+        )
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            GameError: game_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+async def game_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GameError)
+    headers = None
+    if isinstance(exc, StorageUnavailable):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
+    return api.json_response(ErrorBody(str(exc)), status_of(exc), headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {
+        404: "No such route",
+        405: f"Method {request.method} is not allowed here",
+    }
+    message = messages.get(exc.status_code, str(exc.detail))
+    return api.json_response(ErrorBody(message), exc.status_code, exc.headers)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return api.json_response(ErrorBody("Internal error; it has been logged"), 500)
+
+
+app = create_app()

@@ -1,0 +1,193 @@
+"""msgspec schemas: the HTTP bodies, the question bank entries and the stored session document.
+
+Stored documents follow msgspec's schema-evolution rules: a new field gets a default and no field
+ever changes type, so a session written by the previous deploy still decodes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+QuestionId = Annotated[str, Meta(min_length=1, max_length=64)]
+Option = Annotated[int, Meta(ge=0, le=3)]
+Seconds = Annotated[float, Meta(ge=0)]
+# Wagers are capped by half the score (at most a few hundred points); the bound keeps absurd
+# numbers out of Lua, whose numbers are doubles.
+Wager = Annotated[int, Meta(ge=0, le=1_000_000)]
+Difficulty = Literal["easy", "medium", "hard"]
+Category = Literal[
+    "voting",
+    "elections",
+    "congress",
+    "executive",
+    "judiciary",
+    "bill-of-rights",
+    "amendments",
+    "federalism",
+    "civic-participation",
+]
+
+
+# --- question bank ------------------------------------------------------------------------------
+
+
+class Question(Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    id: QuestionId
+    text: str
+    options: Annotated[list[str], Meta(min_length=4, max_length=4)]
+    correct_answer: Option
+    explanation: str
+    difficulty: Difficulty
+    topic: str
+    topic_category: Category
+
+
+class PublicQuestion(Struct, frozen=True, rename="camel"):
+    """What a player sees before answering: nothing that gives the answer away."""
+
+    id: str
+    text: str
+    options: list[str]
+    difficulty: str
+    topic: str
+    topic_category: str
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class CreateSessionRequest(Struct, forbid_unknown_fields=True, rename="camel"):
+    question_ids: Annotated[list[QuestionId], Meta(min_length=1, max_length=20)] | None = None
+
+
+class AnswerRequest(Struct, forbid_unknown_fields=True, rename="camel"):
+    session_id: Annotated[str, Meta(max_length=64)]
+    question_id: QuestionId
+    selected_option: Option | None
+    time_remaining: Seconds
+    wager: Wager | None = None
+
+
+# --- stored session document -------------------------------------------------------------------
+
+
+class StoredAnswer(Struct, array_like=True, frozen=True):
+    """One accepted answer, stored as a JSON array to keep the document lean.
+
+    The Lua scripts read two positions: [1] question_id and [7] total_points (Lua is 1-based).
+    New fields may only be appended, with defaults.
+    """
+
+    question_id: str
+    selected_option: int | None
+    response_time: float
+    correct: bool
+    base_points: int
+    speed_bonus: int
+    total_points: int
+    flagged: bool
+    wager: int | None = None
+
+
+class StoredSession(Struct):
+    """The `session:{id}` document: question ids and answers, never copies of the questions."""
+
+    question_ids: list[str] = msgspec.field(name="q")
+    created_at: datetime = msgspec.field(name="c")
+    answers: list[StoredAnswer] = msgspec.field(default_factory=list, name="a")
+
+
+class AnswerCandidate(Struct, frozen=True):
+    """A scored submission, before the store knows where the question sits in the session.
+
+    The store picks `regular` or `final` by the question's position and checks the wager against
+    the stored score in the same atomic step.
+    """
+
+    question_id: str
+    regular: StoredAnswer
+    final: StoredAnswer
+    wager: int | None
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class CreateSessionResponse(Struct, rename="camel"):
+    session_id: str
+    questions: list[PublicQuestion]
+    degraded: bool
+
+
+class AnswerResult(Struct, rename="camel", omit_defaults=True):
+    question_id: str
+    correct: bool
+    correct_answer: int
+    explanation: str
+    base_points: int
+    speed_bonus: int
+    total_points: int
+    flagged: bool
+    wager: int | None = None
+
+
+class AnswerView(Struct, rename="camel", omit_defaults=True):
+    question_id: str
+    question_index: int
+    selected_option: int | None
+    correct: bool
+    correct_answer: int
+    base_points: int
+    speed_bonus: int
+    total_points: int
+    response_time: float
+    flagged: bool
+    wager: int | None = None
+
+
+class FastestAnswer(Struct, rename="camel"):
+    question_index: int
+    response_time: float
+    points: int
+
+
+class WagerResult(Struct, rename="camel"):
+    wager_amount: int
+    won: bool
+    points_change: int
+
+
+class Progression(Struct, rename="camel"):
+    xp_earned: int
+    gems_earned: int
+
+
+class Results(Struct, rename="camel"):
+    session_id: str
+    complete: bool
+    answers: list[AnswerView]
+    total_score: int
+    total_base_points: int
+    total_speed_bonus: int
+    total_correct: int
+    total_questions: int
+    fastest_answer: FastestAnswer | None
+    wager_result: WagerResult | None
+    progression: Progression | None
+    degraded: bool
+
+
+class Health(Struct, rename="camel"):
+    status: Literal["ok", "degraded"]
+    storage: str
+    redis: str
+    fallback_mode: bool
+    version: str
+
+
+class ErrorBody(Struct):
+    error: str

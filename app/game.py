@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 from app import rules
 from app.errors import SessionNotFound
+from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
     AnswerResult,
@@ -18,9 +20,6 @@ from app.questions import QuestionBank
 from app.settings import Settings
 from app.store import SessionStore
 
-# Collisions of random UUIDs do not happen in practice; the bound only keeps a bug from looping.
-_CREATE_ATTEMPTS = 3
-
 
 def parse_session_id(raw: str) -> str:
     """The canonical form of a session id; anything that is not a UUID is simply not found."""
@@ -31,14 +30,14 @@ def parse_session_id(raw: str) -> str:
 
 
 class Game:
-    def __init__(self, bank: QuestionBank, store: SessionStore, settings: Settings) -> None:
+    def __init__(
+        self, bank: QuestionBank, store: SessionStore, settings: Settings, metrics: Metrics
+    ) -> None:
         self.bank = bank
         self.store = store
         self.settings = settings
-
-    @property
-    def degraded(self) -> bool:
-        return False
+        self.metrics = metrics
+        self.started_at = time.monotonic()
 
     async def create_session(self, question_ids: list[str] | None) -> CreateSessionResponse:
         if question_ids is None:
@@ -46,15 +45,14 @@ class Game:
         else:
             question_ids = self.bank.check_ids(question_ids)
         session = StoredSession(question_ids=question_ids, created_at=datetime.now(UTC))
-        for _ in range(_CREATE_ATTEMPTS):
-            session_id = str(uuid.uuid4())
-            if await self.store.create(session_id, session):
-                return CreateSessionResponse(
-                    session_id=session_id,
-                    questions=[self.bank.public(qid) for qid in question_ids],
-                    degraded=self.degraded,
-                )
-        raise RuntimeError("could not allocate a unique session id")
+        session_id = await self.store.create(session)
+        degraded = self.store.is_fallback(session_id)
+        self.metrics.sessions_created.labels("fallback" if degraded else self.store.kind).inc()
+        return CreateSessionResponse(
+            session_id=session_id,
+            questions=[self.bank.public(qid) for qid in question_ids],
+            degraded=degraded,
+        )
 
     async def answer(self, request: AnswerRequest) -> AnswerResult:
         session_id = parse_session_id(request.session_id)
@@ -67,7 +65,10 @@ class Game:
             final_question_seconds=self.settings.final_question_seconds,
             wager=request.wager,
         )
-        stored, _duplicate = await self.store.submit(session_id, candidate)
+        stored, duplicate, completed = await self.store.submit(session_id, candidate)
+        self.metrics.answers.labels("duplicate" if duplicate else "accepted").inc()
+        if completed:
+            self.metrics.sessions_completed.inc()
         return AnswerResult(
             question_id=stored.question_id,
             correct=stored.correct,
@@ -83,4 +84,5 @@ class Game:
     async def results(self, raw_session_id: str) -> Results:
         session_id = parse_session_id(raw_session_id)
         session = await self.store.load(session_id)
-        return rules.build_results(session_id, session, self.bank.get, degraded=self.degraded)
+        degraded = self.store.is_fallback(session_id)
+        return rules.build_results(session_id, session, self.bank.get, degraded=degraded)

@@ -17,12 +17,14 @@ from starlette.routing import Route
 
 from app import api
 from app.errors import GameError, StorageUnavailable, status_of
+from app.fallback import FallbackStore
 from app.game import Game
+from app.metrics import Metrics, RequestMetrics
 from app.models import ErrorBody
 from app.questions import QuestionBank
-from app.redis_store import RedisJsonStore, connect
+from app.redis_store import connect
 from app.settings import Settings
-from app.store import MemoryStore, SessionStore
+from app.store import MemoryStore
 
 log = logging.getLogger("app")
 
@@ -31,51 +33,47 @@ class State(TypedDict):
     game: Game
 
 
-async def open_store(settings: Settings) -> SessionStore:
-    if settings.use_memory_sessions:
-        return MemoryStore(settings.session_ttl_seconds)
-    client = connect(settings)
-    try:
-        if not await RedisJsonStore.has_json_module(client):
-            raise RuntimeError(
-                f"Redis at {settings.redis_url} has no JSON module: use redis-stack, Redis 8, "
-                "or load rejson.so (see README)"
-            )
-    except BaseException:
-        await client.aclose()
-        raise
-    return RedisJsonStore(client, settings.session_ttl_seconds)
+ROUTES = [
+    Route("/api/game/session", api.create_session, methods=["POST"]),
+    Route("/api/game/answer", api.submit_answer, methods=["POST"]),
+    Route("/api/game/results/{session_id}", api.results, methods=["GET"]),
+    Route("/health", api.health, methods=["GET"]),
+    Route("/metrics", api.metrics, methods=["GET"]),
+]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        store = await open_store(settings)
-        log.info("session storage: %s", store.kind)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+        bank = QuestionBank.load()
+        if settings.use_memory_sessions:
+            store: MemoryStore | FallbackStore = MemoryStore(settings.session_ttl_seconds)
+        else:
+            store = FallbackStore(connect(settings), settings, metrics)
+            await store.start()
+        log.info("serving %d questions, storage %s", len(bank), store.kind)
         try:
-            yield {"game": Game(QuestionBank.load(), store, settings)}
+            yield {"game": Game(bank, store, settings, metrics)}
         finally:
             await store.close()
 
-    routes = [
-        Route("/api/game/session", api.create_session, methods=["POST"]),
-        Route("/api/game/answer", api.submit_answer, methods=["POST"]),
-        Route("/api/game/results/{session_id}", api.results, methods=["GET"]),
-        Route("/health", api.health, methods=["GET"]),
-    ]
     middleware = [
+        Middleware(RequestMetrics, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
         Middleware(
             CORSMiddleware,
             allow_origins=[settings.frontend_url],
             allow_credentials=True,
             allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
             allow_headers=["content-type", "authorization"],
-        )
+        ),
     ]
     return Starlette(
-        routes=routes,
+        routes=ROUTES,
         middleware=middleware,
         exception_handlers={
             GameError: game_error,

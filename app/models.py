@@ -181,12 +181,19 @@ class Results(Struct, rename="camel"):
     degraded: bool
 
 
-class Health(Struct, rename="camel"):
-    status: Literal["ok", "degraded"]
-    storage: str
-    redis: str
-    fallback_mode: bool
-    version: str
+class StoreStatus(Struct, rename="camel"):
+    storage: str  # redis-json, redis or memory
+    redis: str  # connected, disconnected or not-configured
+    fallback_mode: bool  # new sessions go to this instance's memory
+    fallback_sessions: int
+    breaker: str | None = None  # closed or open; None without Redis
+    redis_latency_ms: float | None = None  # last Redis round trip
+
+
+class Health(StoreStatus):
+    status: Literal["ok", "degraded"] = "ok"
+    uptime_seconds: float = 0
+    version: str = ""
 
 
 class ErrorBody(Struct):

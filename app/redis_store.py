@@ -1,13 +1,15 @@
-"""Sessions as RedisJSON documents, each change one Lua script (one round trip, TTL included).
+"""Sessions in Redis, each change one Lua script: one round trip, TTL reset in the same call.
 
-Key layout lives here and only here: `session:{sessionId}`.
+Two storages, detected at connect time, behind the same scripts: a RedisJSON document where the
+server has the JSON module (redis-stack, Redis 8), else a JSON string changed with cjson (Valkey,
+managed Redis without modules, Debian's redis-server). Key names live here and only here.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
 from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 from redis import exceptions as redis_errors
@@ -22,11 +24,17 @@ from app.errors import (
     WagerNotAllowed,
     WagerTooHigh,
 )
-from app.models import AnswerCandidate, StoredAnswer, StoredSession
+from app.metrics import Metrics
+from app.models import AnswerCandidate, StoredAnswer, StoredSession, StoreStatus
+from app.rules import Submission
 from app.settings import Settings
+from app.store import new_session_id
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 SESSION_PREFIX = "session:"
+
+Storage = Literal["json", "string"]
+RedisFailure = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 _encode = msgspec.json.Encoder().encode
 _decode_session = msgspec.json.Decoder(StoredSession).decode
@@ -41,12 +49,13 @@ def connect(settings: Settings) -> Redis:
     """A client whose every call is bounded: short timeouts, one retry, a pool that waits briefly.
 
     A blocking pool, because redis-py's default pool raises a ConnectionError the moment it is
-    full, which would read as "Redis is down" under a burst of players.
+    full, which would read as "Redis is down" under a burst of players. Worst case for one call:
+    pool wait + (1 + retries) x timeout.
     """
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=64,
+        max_connections=settings.redis_max_connections,
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -55,50 +64,92 @@ def connect(settings: Settings) -> Redis:
     return Redis(connection_pool=pool)
 
 
-@asynccontextmanager
-async def unavailable_on_failure() -> AsyncIterator[None]:
+async def detect_storage(client: Redis) -> Storage:
+    """ "json" if the server knows JSON.* commands (cheaper than parsing MODULE LIST, which
+    managed services often disable)."""
     try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise StorageUnavailable() from exc
+        await client.execute_command("JSON.TYPE", SESSION_PREFIX + "probe")  # type: ignore[no-untyped-call]
+    except redis_errors.ResponseError:
+        return "string"
+    return "json"
 
 
-class RedisJsonStore:
-    kind = "redis-json"
-
-    def __init__(self, client: Redis, ttl_seconds: float) -> None:
-        self._client = client
+class RedisStore:
+    def __init__(
+        self, client: Redis, ttl_seconds: float, storage: Storage, metrics: Metrics | None = None
+    ) -> None:
+        self.client = client
+        self.storage = storage
+        self.kind = "redis-json" if storage == "json" else "redis"
+        self.last_latency_seconds: float | None = None
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
-        self._create = client.register_script((LUA_DIR / "create_session.lua").read_text())
-        self._read = client.register_script((LUA_DIR / "read_session.lua").read_text())
-        self._submit = client.register_script((LUA_DIR / "submit_answer.lua").read_text())
+        self._metrics = metrics or Metrics()
+        self._scripts = {
+            name: client.register_script((LUA_DIR / f"{name}.lua").read_text())
+            for name in ("create_session", "read_session", "submit_answer", "restore_session")
+        }
 
-    async def create(self, session_id: str, session: StoredSession) -> bool:
-        async with unavailable_on_failure():
-            created = await self._create(
-                keys=[session_key(session_id)], args=[_encode(session), self._ttl_ms]
+    async def _call(self, name: str, session_id: str, *args: str | bytes | int) -> Any:
+        """Run one script; a Redis failure becomes StorageUnavailable (metrics either way)."""
+        started = time.perf_counter()
+        try:
+            return await self._scripts[name](
+                keys=[session_key(session_id)], args=[*args, self.storage]
             )
-        return bool(created)
+        except RedisFailure as exc:
+            self._metrics.redis_errors.labels(name).inc()
+            raise StorageUnavailable() from exc
+        finally:
+            self.last_latency_seconds = time.perf_counter() - started
+            self._metrics.redis_latency.labels(name).observe(self.last_latency_seconds)
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> tuple[StoredAnswer, bool]:
-        args: list[str | bytes | int] = [
+    async def create(self, session: StoredSession) -> str:
+        document = _encode(session)
+        while True:  # a taken random UUID does not happen in practice; never overwrite one
+            session_id = new_session_id()
+            if await self._call("create_session", session_id, document, self._ttl_ms):
+                return session_id
+
+    async def restore(self, session_id: str, session: StoredSession, ttl_seconds: float) -> bool:
+        """Write back a fallback session; False if a different session holds its key."""
+        ttl_ms = max(1, round(ttl_seconds * 1000))
+        return bool(await self._call("restore_session", session_id, _encode(session), ttl_ms))
+
+    def is_fallback(self, session_id: str) -> bool:
+        return False
+
+    def status(self) -> StoreStatus:
+        latency = self.last_latency_seconds
+        return StoreStatus(
+            storage=self.kind,
+            redis="connected",
+            fallback_mode=False,
+            fallback_sessions=0,
+            redis_latency_ms=None if latency is None else round(latency * 1000, 3),
+        )
+
+    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
+        reply = await self._call(
+            "submit_answer",
+            session_id,
             answer.question_id,
             _encode(answer.regular),
             _encode(answer.final),
             -1 if answer.wager is None else answer.wager,
             self._ttl_ms,
-        ]
-        async with unavailable_on_failure():
-            reply = await self._submit(keys=[session_key(session_id)], args=args)
+        )
         return self._submit_outcome(answer.question_id, reply)
 
     @staticmethod
-    def _submit_outcome(question_id: str, reply: list[int | bytes]) -> tuple[StoredAnswer, bool]:
+    def _submit_outcome(question_id: str, reply: list[int | bytes]) -> Submission:
         """The one place where submit_answer.lua's return codes become domain outcomes."""
         code = reply[0]
-        if code in (0, 1):
+        if code == 0:
             assert isinstance(reply[1], bytes)
-            return _decode_answer(reply[1]), code == 1
+            return Submission(_decode_answer(reply[1]), duplicate=False, completed=reply[2] == 1)
+        if code == 1:
+            assert isinstance(reply[1], bytes)
+            return Submission(_decode_answer(reply[1]), duplicate=True, completed=False)
         if code == -1:
             raise SessionNotFound()
         if code == -2:
@@ -111,22 +162,19 @@ class RedisJsonStore:
         raise RuntimeError(f"submit_answer.lua returned unknown code {code!r}")
 
     async def load(self, session_id: str) -> StoredSession:
-        async with unavailable_on_failure():
-            raw = await self._read(keys=[session_key(session_id)], args=[self._ttl_ms])
+        raw = await self._call("read_session", session_id, self._ttl_ms)
         if raw is None:
             raise SessionNotFound()
         return _decode_session(raw)
 
     async def ping(self) -> bool:
+        started = time.perf_counter()
         try:
-            return bool(await self._client.ping())
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+            await self.client.ping()
+        except RedisFailure:
             return False
+        self.last_latency_seconds = time.perf_counter() - started
+        return True
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-    @staticmethod
-    async def has_json_module(client: Redis) -> bool:
-        modules = await client.module_list()
-        return any(module.get(b"name", b"").lower() == b"rejson" for module in modules)
+        await self.client.aclose()

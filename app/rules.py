@@ -7,6 +7,7 @@ is its Redis twin and the two are held to the same behavioural tests.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from app.errors import QuestionNotInSession, WagerNotAllowed, WagerTooHigh
 from app.models import (
@@ -96,12 +97,18 @@ def candidate(
     )
 
 
+class Submission(NamedTuple):
+    answer: StoredAnswer
+    duplicate: bool  # already answered: `answer` is the stored one, nothing changed
+    completed: bool  # this answer was the last unanswered question of the session
+
+
 def max_wager(score: int) -> int:
     return max(score, 0) // 2
 
 
-def accept_answer(session: StoredSession, answer: AnswerCandidate) -> tuple[StoredAnswer, bool]:
-    """Return (stored answer, duplicate?) and append it to `session` unless it is a duplicate.
+def accept_answer(session: StoredSession, answer: AnswerCandidate) -> Submission:
+    """Append the answer to `session`, or return the stored one if the question was answered.
 
     Order matters and matches the Lua script: unknown question, then duplicate (a retry gets the
     stored result whatever it carries), then the wager checks against the score at this moment.
@@ -111,7 +118,7 @@ def accept_answer(session: StoredSession, answer: AnswerCandidate) -> tuple[Stor
     score = 0
     for stored in session.answers:
         if stored.question_id == answer.question_id:
-            return stored, True
+            return Submission(stored, duplicate=True, completed=False)
         score += stored.total_points
     if answer.question_id != session.question_ids[-1]:
         if answer.wager is not None:
@@ -122,7 +129,8 @@ def accept_answer(session: StoredSession, answer: AnswerCandidate) -> tuple[Stor
             raise WagerTooHigh(max_wager(score))
         accepted = answer.final
     session.answers.append(accepted)
-    return accepted, False
+    completed = len(session.answers) == len(session.question_ids)
+    return Submission(accepted, duplicate=False, completed=completed)
 
 
 def build_results(

@@ -19,7 +19,10 @@ class Settings:
     questions_per_game: int = 10
     question_seconds: float = 25
     final_question_seconds: float = 50
-    redis_timeout_seconds: float = 0.5
+    redis_timeout_seconds: float = 0.25
+    redis_max_connections: int = 64
+    breaker_failures: int = 3
+    breaker_probe_seconds: float = 1.0
     frontend_url: str = "http://localhost:5173"
 
     @classmethod
@@ -37,6 +40,13 @@ class Settings:
             ),
             redis_timeout_seconds=float(
                 env.get("REDIS_TIMEOUT_SECONDS", default.redis_timeout_seconds)
+            ),
+            redis_max_connections=int(
+                env.get("REDIS_MAX_CONNECTIONS", default.redis_max_connections)
+            ),
+            breaker_failures=int(env.get("BREAKER_FAILURES", default.breaker_failures)),
+            breaker_probe_seconds=float(
+                env.get("BREAKER_PROBE_SECONDS", default.breaker_probe_seconds)
             ),
             frontend_url=env.get("FRONTEND_URL", default.frontend_url),
         )

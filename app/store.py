@@ -1,12 +1,13 @@
 """The session store interface and its in-memory implementation.
 
-Both stores give the same guarantees: every read or write slides the TTL, a write never
+Every store gives the same guarantees: every read or write slides the TTL, a write never
 re-creates an expired session, and `submit` applies `rules.accept_answer` atomically.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
@@ -14,33 +15,47 @@ from typing import Protocol
 import msgspec
 
 from app.errors import SessionNotFound
-from app.models import AnswerCandidate, StoredAnswer, StoredSession
-from app.rules import accept_answer
+from app.models import AnswerCandidate, StoredSession, StoreStatus
+from app.rules import Submission, accept_answer
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(StoredSession).decode
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
 
 
 class SessionStore(Protocol):
-    kind: str  # "redis-json" or "memory", as /health reports it
+    @property
+    def kind(self) -> str:
+        """ "redis-json", "redis" or "memory", as /health reports it."""
 
-    async def create(self, session_id: str, session: StoredSession) -> bool:
-        """Store a new session; False (and nothing written) if the id is taken."""
+    async def create(self, session: StoredSession) -> str:
+        """Store a new session under a fresh random id and return the id."""
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> tuple[StoredAnswer, bool]:
-        """Accept an answer; return (stored answer, duplicate?). Raises domain errors."""
+    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
+        """Accept an answer, or return the stored one. Raises domain errors."""
 
     async def load(self, session_id: str) -> StoredSession:
         """Read a session (sliding its TTL). Raises SessionNotFound."""
 
-    async def ping(self) -> bool: ...
+    def is_fallback(self, session_id: str) -> bool:
+        """True if this session lives in memory only because Redis was down."""
+
+    def status(self) -> StoreStatus:
+        """What /health reports about storage."""
 
     async def close(self) -> None: ...
 
 
 class MemoryStore:
-    """Sessions in this process's memory, for `USE_MEMORY_SESSIONS=true` and tests.
+    """Sessions in this process's memory: `USE_MEMORY_SESSIONS=true`, and the Redis fallback.
 
     Atomicity comes from asyncio: no method awaits between reading and writing a session.
-    Since every access slides the TTL by the same amount, least-recently-used order is expiry
-    order, so expired sessions are dropped from the front of an OrderedDict in O(1) each.
+    Every access slides the TTL by the same amount, so least-recently-used order is expiry
+    order and expired sessions are dropped from the front of an OrderedDict, O(1) each.
+    Sessions are kept encoded so no caller ever holds (and mutates) the stored object.
     """
 
     kind = "memory"
@@ -48,34 +63,61 @@ class MemoryStore:
     def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
-        # Sessions are kept encoded so callers never share (and mutate) the stored object.
         self._sessions: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
-    async def create(self, session_id: str, session: StoredSession) -> bool:
+    def __len__(self) -> int:
         self._expire()
-        if session_id in self._sessions:
-            return False
-        self._put(session_id, session)
-        return True
+        return len(self._sessions)
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> tuple[StoredAnswer, bool]:
+    async def create(self, session: StoredSession) -> str:
+        self._expire()
+        session_id = new_session_id()
+        while session_id in self._sessions:
+            session_id = new_session_id()
+        self._put(session_id, session)
+        return session_id
+
+    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
         session = self._get(session_id)
-        stored, duplicate = accept_answer(session, answer)
-        if not duplicate:
+        submission = accept_answer(session, answer)
+        if not submission.duplicate:
             self._put(session_id, session)
-        return stored, duplicate
+        return submission
 
     async def load(self, session_id: str) -> StoredSession:
         return self._get(session_id)
 
-    async def ping(self) -> bool:
-        return True
+    def is_fallback(self, session_id: str) -> bool:
+        return False
 
     async def close(self) -> None:
         self._sessions.clear()
 
+    def holds(self, session_id: str) -> bool:
+        self._expire()
+        return session_id in self._sessions
+
+    def snapshot(self) -> list[tuple[str, StoredSession, float]]:
+        """Every live session with its remaining TTL, without touching them (for write-back)."""
+        self._expire()
+        now = self._clock()
+        return [(sid, _decode(raw), at - now) for sid, (at, raw) in self._sessions.items()]
+
+    def peek(self, session_id: str) -> StoredSession | None:
+        """The session as stored, without sliding its TTL."""
+        entry = self._sessions.get(session_id)
+        return None if entry is None else _decode(entry[1])
+
+    def status(self) -> StoreStatus:
+        return StoreStatus(
+            storage="memory", redis="not-configured", fallback_mode=False, fallback_sessions=0
+        )
+
+    def drop(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
     def ttl(self, session_id: str) -> float | None:
-        """Seconds left, or None if absent (for tests and write-back)."""
+        """Seconds left, or None if absent."""
         entry = self._sessions.get(session_id)
         return None if entry is None else entry[0] - self._clock()
 
@@ -87,10 +129,10 @@ class MemoryStore:
             raise SessionNotFound()
         self._sessions[session_id] = (self._clock() + self._ttl, entry[1])
         self._sessions.move_to_end(session_id)
-        return msgspec.json.decode(entry[1], type=StoredSession)
+        return _decode(entry[1])
 
     def _put(self, session_id: str, session: StoredSession) -> None:
-        self._sessions[session_id] = (self._clock() + self._ttl, msgspec.json.encode(session))
+        self._sessions[session_id] = (self._clock() + self._ttl, _encode(session))
         self._sessions.move_to_end(session_id)
 
     def _expire(self) -> None:

@@ -5,20 +5,28 @@
 -- ARGV[3]  the answer to store if it is the last, the final question (JSON array)
 -- ARGV[4]  wager, or -1 for none
 -- ARGV[5]  TTL in milliseconds
--- Returns  {0, answer}   accepted and appended
+-- ARGV[6]  storage: "json" (RedisJSON document) or "string" (JSON string)
+-- Returns  {0, answer, completed}  accepted and appended; completed is 1 if that was the
+--                                   last unanswered question
 --          {1, answer}   already answered: the stored answer, nothing changed
 --          {-1}          no such session (never re-created)
 --          {-2}          questionId is not in this session
 --          {-3}          wager on a question that is not the final
 --          {-4, max}     wager above half the current score
 -- Stored answers are arrays: [1] is the questionId, [7] the total points (app/models.py).
-local doc = redis.call('JSON.GET', KEYS[1], '.')
-if not doc then
+local json = ARGV[6] == 'json'
+local raw
+if json then
+  raw = redis.call('JSON.GET', KEYS[1], '.')
+else
+  raw = redis.call('GET', KEYS[1])
+end
+if not raw then
   return {-1}
 end
 -- The read counts as use: slide the TTL whatever the outcome.
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-doc = cjson.decode(doc)
+local doc = cjson.decode(raw)
 
 local position
 for i, id in ipairs(doc.q) do
@@ -51,5 +59,11 @@ elseif wager >= 0 then
   return {-3}
 end
 
-redis.call('JSON.ARRAPPEND', KEYS[1], '.a', answer)
-return {0, answer}
+local completed = (#doc.a + 1 == #doc.q) and 1 or 0
+if json then
+  redis.call('JSON.ARRAPPEND', KEYS[1], '.a', answer)
+else
+  table.insert(doc.a, cjson.decode(answer))
+  redis.call('SET', KEYS[1], cjson.encode(doc), 'PX', ARGV[5])
+end
+return {0, answer, completed}

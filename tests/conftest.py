@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -9,18 +10,31 @@ from redis.asyncio import Redis
 
 from app.main import create_app
 from app.questions import QuestionBank
-from app.redis_store import RedisJsonStore, connect
+from app.redis_store import RedisStore, Storage, connect
 from app.settings import Settings
 from app.store import MemoryStore, SessionStore
-from tests.servers import redis_for_tests
+from tests.servers import LocalRedis, redis_for_tests
 
-BACKENDS = ["redis-json", "memory"]
+# Every behavioural test runs on each: RedisJSON documents, JSON strings on a Redis without
+# modules, and the memory store.
+BACKENDS = ["redis-json", "redis", "memory"]
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """A Redis with the JSON module, from the configured provider (tests/servers.py)."""
     with redis_for_tests() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def plain_redis_url() -> Iterator[str]:
+    """Debian's redis-server without any module, like Valkey or a managed Redis."""
+    server = LocalRedis(json_module=False)
+    server.start()
+    yield server.url
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +52,8 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
 def make_settings(request: pytest.FixtureRequest, backend: str, **overrides: object) -> Settings:
     if backend == "memory":
         return Settings(use_memory_sessions=True, **overrides)  # type: ignore[arg-type]
-    url = request.getfixturevalue("redis_url")
-    return Settings(redis_url=url, **overrides)  # type: ignore[arg-type]
+    fixture = "redis_url" if backend == "redis-json" else "plain_redis_url"
+    return Settings(redis_url=request.getfixturevalue(fixture), **overrides)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -53,13 +67,16 @@ def settings(request: pytest.FixtureRequest, backend: str) -> Settings:
     return make_settings(request, backend)
 
 
+def open_store(settings: Settings, backend: str) -> SessionStore:
+    if backend == "memory":
+        return MemoryStore(settings.session_ttl_seconds)
+    storage: Storage = "json" if backend == "redis-json" else "string"
+    return RedisStore(connect(settings), settings.session_ttl_seconds, storage)
+
+
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SessionStore]:
-    opened: SessionStore
-    if settings.use_memory_sessions:
-        opened = MemoryStore(settings.session_ttl_seconds)
-    else:
-        opened = RedisJsonStore(connect(settings), settings.session_ttl_seconds)
+async def store(settings: Settings, backend: str) -> AsyncIterator[SessionStore]:
+    opened = open_store(settings, backend)
     yield opened
     await opened.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -247,14 +248,36 @@ async def test_unknown_route_and_method(api: httpx.AsyncClient) -> None:
     assert wrong.json()["error"]
 
 
-async def test_health(api: httpx.AsyncClient, settings: Settings) -> None:
+async def test_health(api: httpx.AsyncClient, backend: str) -> None:
     body = (await api.get("/health")).json()
     assert body["status"] == "ok"
-    if settings.use_memory_sessions:
-        assert (body["storage"], body["redis"]) == ("memory", "not-configured")
+    if backend == "memory":
+        assert (body["storage"], body["redis"], body["breaker"]) == (
+            "memory",
+            "not-configured",
+            None,
+        )
     else:
-        assert (body["storage"], body["redis"]) == ("redis-json", "connected")
+        assert (body["storage"], body["redis"]) == (backend, "connected")
+        assert body["breaker"] == "closed"
     assert body["fallbackMode"] is False
+    assert body["fallbackSessions"] == 0
+    assert body["uptimeSeconds"] >= 0
+    assert body["version"]
+
+
+async def test_metrics_count_requests_and_answers(
+    api: httpx.AsyncClient, bank: QuestionBank
+) -> None:
+    game = await new_game(api)
+    await answer(api, answer_body(game, 0, bank))
+    await answer(api, answer_body(game, 0, bank))
+    text = (await api.get("/metrics")).text
+    assert 'http_requests_total{method="POST",route="/api/game/answer",status="200"} 2.0' in text
+    assert 'answers_total{outcome="accepted"} 1.0' in text
+    assert 'answers_total{outcome="duplicate"} 1.0' in text
+    assert "sessions_created_total" in text
+    assert game["sessionId"] not in text
 
 
 async def test_cors_allows_the_frontend_with_credentials(api: httpx.AsyncClient) -> None:
@@ -293,7 +316,15 @@ async def test_all_ten_answers_at_once(api: httpx.AsyncClient, bank: QuestionBan
     assert done["totalScore"] == sum(r.json()["totalPoints"] for r in responses) == 9 * 150
 
 
-@pytest.mark.parametrize("backend", ["redis-json"])
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
+    """A client of the Redis that this test's app uses."""
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis-json", "redis"])
 async def test_ttl_is_reset_by_every_operation(
     api: httpx.AsyncClient, bank: QuestionBank, redis_client: Redis, settings: Settings
 ) -> None:
@@ -320,7 +351,7 @@ async def test_ttl_is_reset_by_every_operation(
     await assert_fresh_ttl(sid)
 
 
-@pytest.mark.parametrize("backend", ["redis-json"])
+@pytest.mark.parametrize("backend", ["redis-json", "redis"])
 async def test_expired_session_is_404_and_not_recreated(
     api: httpx.AsyncClient, bank: QuestionBank, redis_client: Redis
 ) -> None:

@@ -1,10 +1,12 @@
-"""Each Lua script on its own, against a real Redis with the JSON module."""
+"""Each Lua script on its own, on both storages: RedisJSON documents (a server with the JSON
+module) and JSON strings (a server without modules)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,128 +15,146 @@ from redis.asyncio import Redis
 from app.redis_store import LUA_DIR
 
 TTL_MS = 60_000
-Script = Callable[..., Awaitable[Any]]
 
 
-def script(client: Redis, name: str) -> Script:
-    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
+@dataclass
+class Lua:
+    client: Redis
+    storage: str
+
+    async def run(self, name: str, key: str, *args: Any) -> Any:
+        script: Callable[..., Awaitable[Any]] = self.client.register_script(
+            (LUA_DIR / f"{name}.lua").read_text()
+        )
+        return await script(keys=[key], args=[*args, self.storage])
+
+    async def document(self, key: str) -> Any:
+        if self.storage == "json":
+            raw = await self.client.execute_command("JSON.GET", key, ".")  # type: ignore[no-untyped-call]
+        else:
+            raw = await self.client.get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def create(self, key: str, document: str) -> None:
+        assert await self.run("create_session", key, document, TTL_MS) == 1
+
+    async def submit(self, key: str, qid: str, wager: int = -1) -> list[Any]:
+        final = answer(qid, wager, wager) if wager >= 0 else answer(qid, 0)
+        reply: list[Any] = await self.run(
+            "submit_answer", key, qid, answer(qid, 150), final, wager, TTL_MS
+        )
+        return reply
+
+
+@pytest.fixture(params=["json", "string"])
+async def lua(
+    request: pytest.FixtureRequest, redis_url: str, plain_redis_url: str
+) -> AsyncIterator[Lua]:
+    url = redis_url if request.param == "json" else plain_redis_url
+    client = Redis.from_url(url)
+    yield Lua(client, request.param)
+    await client.aclose()
 
 
 def new_key() -> str:
     return f"session:{uuid.uuid4()}"
 
 
-def doc(*qids: str, answers: list[list[Any]] | None = None) -> str:
-    return json.dumps({"q": list(qids), "c": "2026-01-01T00:00:00Z", "a": answers or []})
+def doc(
+    *qids: str, answers: list[list[Any]] | None = None, created: str = "2026-01-01T00:00:00Z"
+) -> str:
+    return json.dumps({"q": list(qids), "c": created, "a": answers or []})
 
 
 def answer(qid: str, total: int, wager: int | None = None) -> str:
     return json.dumps([qid, 1, 3.5, total > 0, total, 0, total, False, wager])
 
 
-async def json_get(client: Redis, key: str, path: str) -> Any:
-    return await client.execute_command("JSON.GET", key, path)  # type: ignore[no-untyped-call]
-
-
-async def create(client: Redis, key: str, document: str) -> None:
-    assert await script(client, "create_session")(keys=[key], args=[document, TTL_MS]) == 1
-
-
-async def submit(client: Redis, key: str, qid: str, wager: int = -1) -> list[Any]:
-    final = answer(qid, wager, wager) if wager >= 0 else answer(qid, 0)
-    reply: list[Any] = await script(client, "submit_answer")(
-        keys=[key], args=[qid, answer(qid, 150), final, wager, TTL_MS]
-    )
-    return reply
-
-
-async def stored_answers(client: Redis, key: str) -> list[Any]:
-    raw = await json_get(client, key, ".a")
-    answers: list[Any] = json.loads(raw)
-    return answers
-
-
 # --- create_session.lua ------------------------------------------------------------------------
 
 
-async def test_create_sets_document_and_ttl(redis_client: Redis) -> None:
+async def test_create_sets_document_and_ttl(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    assert json.loads(await json_get(redis_client, key, "."))["q"] == ["a", "b"]
-    assert 59_000 < await redis_client.pttl(key) <= TTL_MS
+    await lua.create(key, doc("a", "b"))
+    assert (await lua.document(key))["q"] == ["a", "b"]
+    assert 59_000 < await lua.client.pttl(key) <= TTL_MS
 
 
-async def test_create_never_overwrites(redis_client: Redis) -> None:
+async def test_create_never_overwrites(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a"))
-    again = await script(redis_client, "create_session")(keys=[key], args=[doc("zzz"), 5])
-    assert again == 0
-    assert json.loads(await json_get(redis_client, key, "."))["q"] == ["a"]
-    assert await redis_client.pttl(key) > 5
+    await lua.create(key, doc("a"))
+    assert await lua.run("create_session", key, doc("zzz"), 5) == 0
+    assert (await lua.document(key))["q"] == ["a"]
+    assert await lua.client.pttl(key) > 5
 
 
 # --- read_session.lua --------------------------------------------------------------------------
 
 
-async def test_read_returns_document_and_slides_ttl(redis_client: Redis) -> None:
+async def test_read_returns_document_and_slides_ttl(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a"))
-    await redis_client.pexpire(key, 1000)
-    raw = await script(redis_client, "read_session")(keys=[key], args=[TTL_MS])
+    await lua.create(key, doc("a"))
+    await lua.client.pexpire(key, 1000)
+    raw = await lua.run("read_session", key, TTL_MS)
     assert json.loads(raw)["q"] == ["a"]
-    assert await redis_client.pttl(key) > 59_000
+    assert await lua.client.pttl(key) > 59_000
 
 
-async def test_read_missing_key_creates_nothing(redis_client: Redis) -> None:
+async def test_read_missing_key_creates_nothing(lua: Lua) -> None:
     key = new_key()
-    assert await script(redis_client, "read_session")(keys=[key], args=[TTL_MS]) is None
-    assert await redis_client.exists(key) == 0
+    assert await lua.run("read_session", key, TTL_MS) is None
+    assert await lua.client.exists(key) == 0
 
 
 # --- submit_answer.lua -------------------------------------------------------------------------
 
 
-async def test_submit_appends_and_slides_ttl(redis_client: Redis) -> None:
+async def test_submit_appends_and_slides_ttl(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    await redis_client.pexpire(key, 1000)
-    code, stored = await submit(redis_client, key, "a")
-    assert code == 0
+    await lua.create(key, doc("a", "b"))
+    await lua.client.pexpire(key, 1000)
+    code, stored, completed = await lua.submit(key, "a")
+    assert (code, completed) == (0, 0)
     assert json.loads(stored) == json.loads(answer("a", 150))
-    assert await stored_answers(redis_client, key) == [json.loads(answer("a", 150))]
-    assert await redis_client.pttl(key) > 59_000
+    assert (await lua.document(key))["a"] == [json.loads(answer("a", 150))]
+    assert await lua.client.pttl(key) > 59_000
 
 
-async def test_submit_duplicate_returns_stored_answer_unchanged(redis_client: Redis) -> None:
+async def test_submit_reports_completion(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    _, first = await submit(redis_client, key, "a")
-    reply = await script(redis_client, "submit_answer")(
-        keys=[key], args=["a", answer("a", 0), answer("a", 0), -1, TTL_MS]
-    )
+    await lua.create(key, doc("a", "b"))
+    assert (await lua.submit(key, "b"))[2] == 0
+    assert (await lua.submit(key, "a"))[2] == 1
+
+
+async def test_submit_duplicate_returns_stored_answer_unchanged(lua: Lua) -> None:
+    key = new_key()
+    await lua.create(key, doc("a", "b"))
+    _, first, _ = await lua.submit(key, "a")
+    reply = await lua.run("submit_answer", key, "a", answer("a", 0), answer("a", 0), -1, TTL_MS)
     assert reply[0] == 1
     assert json.loads(reply[1]) == json.loads(first)
-    assert len(await stored_answers(redis_client, key)) == 1
+    assert len((await lua.document(key))["a"]) == 1
 
 
-async def test_submit_missing_key_is_not_recreated(redis_client: Redis) -> None:
+async def test_submit_missing_key_is_not_recreated(lua: Lua) -> None:
     key = new_key()
-    assert await submit(redis_client, key, "a") == [-1]
-    assert await redis_client.exists(key) == 0
+    assert await lua.submit(key, "a") == [-1]
+    assert await lua.client.exists(key) == 0
 
 
-async def test_submit_question_not_in_session(redis_client: Redis) -> None:
+async def test_submit_question_not_in_session(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    assert await submit(redis_client, key, "zzz") == [-2]
-    assert await stored_answers(redis_client, key) == []
+    await lua.create(key, doc("a", "b"))
+    assert await lua.submit(key, "zzz") == [-2]
+    assert (await lua.document(key))["a"] == []
 
 
-async def test_submit_wager_on_regular_question(redis_client: Redis) -> None:
+async def test_submit_wager_on_regular_question(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    assert await submit(redis_client, key, "a", wager=0) == [-3]
-    assert await stored_answers(redis_client, key) == []
+    await lua.create(key, doc("a", "b"))
+    assert await lua.submit(key, "a", wager=0) == [-3]
+    assert (await lua.document(key))["a"] == []
 
 
 @pytest.mark.parametrize(
@@ -149,23 +169,51 @@ async def test_submit_wager_on_regular_question(redis_client: Redis) -> None:
     ],
 )
 async def test_submit_wager_limit_is_half_the_stored_score(
-    redis_client: Redis, score: int, wager: int, accepted: bool
+    lua: Lua, score: int, wager: int, accepted: bool
 ) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b", answers=[json.loads(answer("a", score))]))
-    reply = await submit(redis_client, key, "b", wager=wager)
+    await lua.create(key, doc("a", "b", answers=[json.loads(answer("a", score))]))
+    reply = await lua.submit(key, "b", wager=wager)
     if accepted:
         assert reply[0] == 0
         assert json.loads(reply[1])[8] == wager
-        assert len(await stored_answers(redis_client, key)) == 2
+        assert len((await lua.document(key))["a"]) == 2
     else:
         assert reply == [-4, score // 2]
-        assert len(await stored_answers(redis_client, key)) == 1
+        assert len((await lua.document(key))["a"]) == 1
 
 
-async def test_submit_final_without_wager_stores_final_variant(redis_client: Redis) -> None:
+async def test_submit_final_without_wager_stores_final_variant(lua: Lua) -> None:
     key = new_key()
-    await create(redis_client, key, doc("a", "b"))
-    code, stored = await submit(redis_client, key, "b")
+    await lua.create(key, doc("a", "b"))
+    code, stored, _ = await lua.submit(key, "b")
     assert code == 0
     assert json.loads(stored) == json.loads(answer("b", 0))
+
+
+# --- restore_session.lua -----------------------------------------------------------------------
+
+
+async def test_restore_writes_missing_session_with_given_ttl(lua: Lua) -> None:
+    key = new_key()
+    assert await lua.run("restore_session", key, doc("a", "b"), 30_000) == 1
+    assert (await lua.document(key))["q"] == ["a", "b"]
+    assert 29_000 < await lua.client.pttl(key) <= 30_000
+
+
+async def test_restore_appends_only_missing_answers(lua: Lua) -> None:
+    key = new_key()
+    await lua.create(key, doc("a", "b", "c", answers=[json.loads(answer("a", 150))]))
+    mine = doc("a", "b", "c", answers=[json.loads(answer(q, 100)) for q in ("a", "b")])
+    assert await lua.run("restore_session", key, mine, 30_000) == 2
+    assert await lua.run("restore_session", key, mine, 30_000) == 2
+    stored = (await lua.document(key))["a"]
+    assert stored == [json.loads(answer("a", 150)), json.loads(answer("b", 100))]
+
+
+async def test_restore_never_writes_over_another_session(lua: Lua) -> None:
+    key = new_key()
+    await lua.create(key, doc("a", "b"))
+    other = doc("a", "b", created="2026-02-02T00:00:00Z", answers=[json.loads(answer("a", 1))])
+    assert await lua.run("restore_session", key, other, 30_000) == 0
+    assert (await lua.document(key))["a"] == []

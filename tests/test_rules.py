@@ -113,8 +113,8 @@ def test_max_wager_is_half_the_score_rounded_down(score: int) -> None:
 
 def test_accept_answer_appends_then_returns_duplicate() -> None:
     s = session()
-    first, dup = rules.accept_answer(s, candidate(question("q0"), 2))
-    again, dup2 = rules.accept_answer(s, candidate(question("q0"), 1))
+    first, dup, _ = rules.accept_answer(s, candidate(question("q0"), 2))
+    again, dup2, _ = rules.accept_answer(s, candidate(question("q0"), 1))
     assert (dup, dup2) == (False, True)
     assert again == first
     assert len(s.answers) == 1
@@ -147,8 +147,9 @@ def test_wager_limit_uses_score_at_acceptance(
         assert info.value.max_wager == score // 2
         assert len(s.answers) == 2
     else:
-        stored, _ = rules.accept_answer(s, final)
+        stored, duplicate, completed = rules.accept_answer(s, final)
         assert stored.total_points == wager
+        assert (duplicate, completed) == (False, True)
 
 
 @given(

@@ -1,4 +1,4 @@
-"""Behavioural tests every session store must pass (RedisJSON and memory alike)."""
+"""Behavioural tests every session store must pass: RedisJSON, plain Redis and memory."""
 
 from __future__ import annotations
 
@@ -14,15 +14,19 @@ from app import rules
 from app.errors import QuestionNotInSession, SessionNotFound, WagerNotAllowed, WagerTooHigh
 from app.models import AnswerCandidate, StoredSession
 from app.questions import QuestionBank
-from app.redis_store import RedisJsonStore, connect, session_key
+from app.redis_store import RedisStore, connect, detect_storage, session_key
 from app.settings import Settings
-from app.store import MemoryStore, SessionStore
+from app.store import SessionStore
+from tests.conftest import open_store
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def new_session(bank: QuestionBank, n: int = 10) -> tuple[str, StoredSession]:
-    return str(uuid.uuid4()), StoredSession(question_ids=bank.draw(n), created_at=datetime.now(UTC))
+async def new_session(
+    store: SessionStore, bank: QuestionBank, n: int = 10
+) -> tuple[str, StoredSession]:
+    session = StoredSession(question_ids=bank.draw(n), created_at=datetime.now(UTC))
+    return await store.create(session), session
 
 
 def candidate(
@@ -40,21 +44,14 @@ def candidate(
 
 
 async def test_create_and_load_round_trip(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank)
-    assert await store.create(sid, session)
+    sid, session = await new_session(store, bank)
+    assert uuid.UUID(sid).version == 4
     loaded = await store.load(sid)
     assert loaded.question_ids == session.question_ids
     assert loaded.created_at == session.created_at
     assert loaded.created_at.tzinfo is not None
     assert loaded.answers == []
-
-
-async def test_create_never_overwrites(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank)
-    await store.create(sid, session)
-    _, other = new_session(bank)
-    assert not await store.create(sid, other)
-    assert (await store.load(sid)).question_ids == session.question_ids
+    assert not store.is_fallback(sid)
 
 
 async def test_unknown_session(store: SessionStore, bank: QuestionBank) -> None:
@@ -68,20 +65,18 @@ async def test_unknown_session(store: SessionStore, bank: QuestionBank) -> None:
 
 
 async def test_answer_once_then_duplicate(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank)
     qid = session.question_ids[0]
-    first, dup = await store.submit(sid, candidate(bank, qid))
+    first = await store.submit(sid, candidate(bank, qid))
     wrong = (bank.get(qid).correct_answer + 1) % 4
-    again, dup2 = await store.submit(sid, candidate(bank, qid, wrong, 1.0))
-    assert (dup, dup2) == (False, True)
-    assert again == first
-    assert (await store.load(sid)).answers == [first]
+    again = await store.submit(sid, candidate(bank, qid, wrong, 1.0))
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.answer == first.answer
+    assert (await store.load(sid)).answers == [first.answer]
 
 
 async def test_refusals_change_nothing(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank, 3)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank, 3)
     outsider = next(q.id for q in bank.all() if q.id not in session.question_ids)
     with pytest.raises(QuestionNotInSession):
         await store.submit(sid, candidate(bank, outsider))
@@ -93,57 +88,59 @@ async def test_refusals_change_nothing(store: SessionStore, bank: QuestionBank) 
 
 
 async def test_wager_checked_against_stored_score(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank, 3)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank, 3)
     first, second, final = session.question_ids
     await store.submit(sid, candidate(bank, first, remaining=20))  # 150
     await store.submit(sid, candidate(bank, second, remaining=10))  # 125
     with pytest.raises(WagerTooHigh) as info:
         await store.submit(sid, candidate(bank, final, wager=138))
     assert info.value.max_wager == 137
-    stored, _ = await store.submit(sid, candidate(bank, final, wager=137))
-    assert stored.total_points == 137
-    assert stored.wager == 137
+    accepted = await store.submit(sid, candidate(bank, final, wager=137))
+    assert accepted.answer.total_points == 137
+    assert accepted.answer.wager == 137
+    assert accepted.completed
+
+
+async def test_completion_is_reported_once(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = await new_session(store, bank, 3)
+    flags = [(await store.submit(sid, candidate(bank, q))).completed for q in session.question_ids]
+    assert flags == [False, False, True]
+    assert not (await store.submit(sid, candidate(bank, session.question_ids[-1]))).completed
 
 
 async def test_same_question_100_times_at_once(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank)
     qid = session.question_ids[0]
     replies = await asyncio.gather(
         *(store.submit(sid, candidate(bank, qid, i % 4, i / 5)) for i in range(100))
     )
-    answers = {stored for stored, _ in replies}
+    answers = {reply.answer for reply in replies}
     assert len(answers) == 1
-    assert sum(not dup for _, dup in replies) == 1
+    assert sum(not reply.duplicate for reply in replies) == 1
     assert (await store.load(sid)).answers == list(answers)
 
 
 async def test_all_questions_at_once(store: SessionStore, bank: QuestionBank) -> None:
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank)
     replies = await asyncio.gather(
         *(store.submit(sid, candidate(bank, qid)) for qid in session.question_ids)
     )
     stored = (await store.load(sid)).answers
     assert sorted(a.question_id for a in stored) == sorted(session.question_ids)
-    assert sum(a.total_points for a in stored) == sum(s.total_points for s, _ in replies)
+    assert sum(a.total_points for a in stored) == sum(r.answer.total_points for r in replies)
     assert sum(a.total_points for a in stored) == 9 * 150
+    assert sum(r.completed for r in replies) == 1
 
 
 @pytest.fixture
 async def short_lived(
-    request: pytest.FixtureRequest, backend: str
+    request: pytest.FixtureRequest, backend: str, settings: Settings
 ) -> AsyncIterator[Callable[[float], Awaitable[SessionStore]]]:
     """Build a store of this backend with a short TTL, closed after the test."""
     opened: list[SessionStore] = []
 
     async def build(ttl: float) -> SessionStore:
-        if backend == "memory":
-            made: SessionStore = MemoryStore(ttl)
-        else:
-            url = request.getfixturevalue("redis_url")
-            made = RedisJsonStore(connect(Settings(redis_url=url)), ttl)
+        made = open_store(Settings(redis_url=settings.redis_url, session_ttl_seconds=ttl), backend)
         opened.append(made)
         return made
 
@@ -156,8 +153,7 @@ async def test_expired_session_is_gone_and_not_recreated(
     short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
 ) -> None:
     store = await short_lived(0.3)
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank)
     await asyncio.sleep(0.5)
     with pytest.raises(SessionNotFound):
         await store.submit(sid, candidate(bank, session.question_ids[0]))
@@ -169,8 +165,7 @@ async def test_every_access_slides_the_ttl(
     short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
 ) -> None:
     store = await short_lived(0.6)
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+    sid, session = await new_session(store, bank)
     for qid in session.question_ids[:4]:  # 4 x 0.3 s: well past one TTL, alive by sliding
         await asyncio.sleep(0.3)
         await store.submit(sid, candidate(bank, qid))
@@ -178,15 +173,36 @@ async def test_every_access_slides_the_ttl(
     assert len((await store.load(sid)).answers) == 4
 
 
-@pytest.mark.parametrize("backend", ["redis-json"])
-async def test_finished_session_fits_in_4_kib(
-    store: SessionStore, bank: QuestionBank, redis_client: Redis
-) -> None:
-    sid, session = new_session(bank)
-    await store.create(sid, session)
+@pytest.mark.parametrize("backend", ["redis-json", "redis"])
+async def test_finished_session_fits_in_4_kib(store: SessionStore, bank: QuestionBank) -> None:
+    sid, session = await new_session(store, bank)
     for qid in session.question_ids[:-1]:
         await store.submit(sid, candidate(bank, qid, remaining=12.345))
     await store.submit(sid, candidate(bank, session.question_ids[-1], remaining=3.21, wager=500))
-    usage = await redis_client.memory_usage(session_key(sid))
+    assert isinstance(store, RedisStore)
+    usage = await store.client.memory_usage(session_key(sid))
     assert usage is not None
     assert usage <= 4096
+
+
+@pytest.mark.parametrize("backend", ["redis-json", "redis"])
+async def test_restore_writes_back_once_and_merges(store: SessionStore, bank: QuestionBank) -> None:
+    assert isinstance(store, RedisStore)
+    session = StoredSession(question_ids=bank.draw(3), created_at=datetime.now(UTC))
+    sid = str(uuid.uuid4())
+    assert await store.restore(sid, session, 30)
+    assert 29 < await store.client.ttl(session_key(sid)) <= 30
+    rules.accept_answer(session, candidate(bank, session.question_ids[0]))
+    assert await store.restore(sid, session, 30)  # a retry after a lost reply: merged
+    assert await store.restore(sid, session, 30)  # and again: nothing doubled
+    assert (await store.load(sid)).answers == session.answers
+    stranger = StoredSession(question_ids=bank.draw(3), created_at=datetime.now(UTC))
+    assert not await store.restore(sid, stranger, 30)  # never over another session
+    assert (await store.load(sid)).question_ids == session.question_ids
+
+
+async def test_storage_is_detected(redis_url: str, plain_redis_url: str) -> None:
+    for url, expected in ((redis_url, "json"), (plain_redis_url, "string")):
+        client: Redis = connect(Settings(redis_url=url))
+        assert await detect_storage(client) == expected
+        await client.aclose()

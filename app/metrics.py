@@ -1,0 +1,117 @@
+"""Prometheus metrics, request logs, and the ASGI middleware that records both.
+
+Each app owns its registry (no global state), so tests can build many apps in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("app.access")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests served",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.request_latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.redis_latency = Histogram(
+            "redis_call_duration_seconds",
+            "Redis round trip per operation",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.redis_errors = Counter(
+            "redis_errors",
+            "Redis calls that failed or timed out",
+            ["operation"],
+            registry=registry,
+        )
+        self.breaker_open = Gauge(
+            "redis_breaker_open", "1 while the Redis circuit breaker is open", registry=registry
+        )
+        self.breaker_transitions = Counter(
+            "redis_breaker_transitions",
+            "Circuit breaker state changes",
+            ["to"],
+            registry=registry,
+        )
+        self.fallback_sessions = Gauge(
+            "fallback_sessions", "Sessions held in this instance's memory", registry=registry
+        )
+        self.write_backs = Counter(
+            "fallback_write_backs",
+            "Fallback sessions written back into Redis",
+            ["outcome"],
+            registry=registry,
+        )
+        self.sessions_created = Counter(
+            "sessions_created", "Game sessions created", ["storage"], registry=registry
+        )
+        self.sessions_completed = Counter(
+            "sessions_completed",
+            "Game sessions whose last question was answered",
+            registry=registry,
+        )
+        self.answers = Counter("answers", "Answers by outcome", ["outcome"], registry=registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: one log line and one metric sample per request.
+
+    Routes are labelled by their template (never the raw path, which holds session ids), read
+    from the endpoint the router put in the scope.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Mapping[Any, str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = self.routes.get(scope.get("endpoint"), "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.request_latency.labels(route, str(status)).observe(elapsed)
+            access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)

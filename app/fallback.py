@@ -159,8 +159,11 @@ class FallbackStore:
         if self.redis is None and not await self._connect():
             return
         assert self.redis is not None
-        if self.breaker.is_open:
+        # Probe while open, and also after a failure while still closed, so a dead Redis opens
+        # the breaker within a few probes even when no request comes to notice it.
+        if self.breaker.is_open or self.breaker.failures:
             if not await self.redis.ping():
+                self.breaker.record_failure()
                 return
             self.breaker.close()
         if len(self.memory):

@@ -84,6 +84,8 @@ class LocalRedis:
             "",
             "--appendonly",
             "yes" if appendonly else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(self.directory),
         ]

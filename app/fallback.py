@@ -87,10 +87,11 @@ class FallbackStore:
 
     def status(self) -> StoreStatus:
         down = self.breaker.is_open or self.redis is None
+        failing = down or self.breaker.failures > 0
         latency = self.redis.last_latency_seconds if self.redis is not None else None
         return StoreStatus(
             storage=self.kind,
-            redis="disconnected" if down else "connected",
+            redis="disconnected" if failing else "connected",
             fallback_mode=down,
             fallback_sessions=len(self.memory),
             breaker=self.breaker.state,

@@ -1,4 +1,4 @@
-"""HTTP handlers: decode, call the game, encode. Nothing else lives here."""
+"""HTTP handlers: decode, call the game or the accounts, encode. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -11,15 +11,37 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import __version__
-from app.errors import BodyTooLarge, InvalidInput
+from app.auth import (
+    REFRESH_COOKIE,
+    TIMER_MULTIPLIERS,
+    Auth,
+    Identity,
+    Issued,
+    profile_of,
+    user_view,
+)
+from app.errors import BodyTooLarge, InvalidInput, Unauthorized
 from app.game import Game
-from app.models import AnswerRequest, CreateSessionRequest, Health
+from app.models import (
+    AnswerRequest,
+    CreateSessionRequest,
+    Health,
+    LoginRequest,
+    MessageBody,
+    SettingsRequest,
+    SignupRequest,
+    SignupResponse,
+)
 
 T = TypeVar("T")
+MAX_BODY_BYTES = 64 * 1024
 
 _encode = msgspec.json.Encoder().encode
 _decode_create = msgspec.json.Decoder(CreateSessionRequest).decode
 _decode_answer = msgspec.json.Decoder(AnswerRequest).decode
+_decode_signup = msgspec.json.Decoder(SignupRequest).decode
+_decode_login = msgspec.json.Decoder(LoginRequest).decode
+_decode_settings = msgspec.json.Decoder(SettingsRequest).decode
 
 
 def json_response(
@@ -33,7 +55,9 @@ def game_of(request: Request) -> Game:
     return game
 
 
-MAX_BODY_BYTES = 64 * 1024
+def auth_of(request: Request) -> Auth:
+    auth: Auth = request.state.auth
+    return auth
 
 
 async def read_body(request: Request) -> bytes:
@@ -65,19 +89,111 @@ async def decode(request: Request, decoder: Any, empty: T | None = None) -> T:
     return decoded
 
 
+async def player(request: Request) -> Identity | None:
+    return await auth_of(request).player(
+        request.headers.get("authorization"), REFRESH_COOKIE in request.cookies
+    )
+
+
+async def signed_in(request: Request) -> Identity:
+    return await auth_of(request).authenticate(request.headers.get("authorization"))
+
+
+# --- game ---------------------------------------------------------------------------------------
+
+
 async def create_session(request: Request) -> Response:
     body = await decode(request, _decode_create, empty=CreateSessionRequest())
-    created = await game_of(request).create_session(body.question_ids)
+    created = await game_of(request).create_session(body.question_ids, await player(request))
     return json_response(created, 201)
 
 
 async def submit_answer(request: Request) -> Response:
     body: AnswerRequest = await decode(request, _decode_answer)
-    return json_response(await game_of(request).answer(body))
+    return json_response(await game_of(request).answer(body, await player(request)))
 
 
 async def results(request: Request) -> Response:
-    return json_response(await game_of(request).results(request.path_params["session_id"]))
+    session_id = request.path_params["session_id"]
+    return json_response(await game_of(request).results(session_id, await player(request)))
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+def with_refresh_cookie(response: Response, request: Request, token: str | None) -> Response:
+    """Set (or, with None, clear) the HttpOnly refresh-token cookie."""
+    settings = auth_of(request).settings
+    if token is None:
+        response.delete_cookie(
+            REFRESH_COOKIE,
+            path="/",
+            secure=settings.cookie_secure,
+            httponly=True,
+            samesite="strict",
+        )
+    else:
+        response.set_cookie(
+            REFRESH_COOKIE,
+            token,
+            max_age=settings.refresh_token_seconds,
+            path="/",
+            secure=settings.cookie_secure,
+            httponly=True,
+            samesite="strict",
+        )
+    return response
+
+
+async def signup(request: Request) -> Response:
+    body: SignupRequest = await decode(request, _decode_signup)
+    user = await auth_of(request).signup(body)
+    created = SignupResponse(message="Account created: log in to play", user=user_view(user))
+    return json_response(created, 201)
+
+
+async def login(request: Request) -> Response:
+    body: LoginRequest = await decode(request, _decode_login)
+    issued: Issued = await auth_of(request).login(body)
+    return with_refresh_cookie(json_response(issued.body), request, issued.refresh_token)
+
+
+async def refresh(request: Request) -> Response:
+    try:
+        issued = await auth_of(request).refresh(request.cookies.get(REFRESH_COOKIE))
+    except Unauthorized as exc:
+        # A dead cookie would keep turning game calls into 401s: clear it with the refusal.
+        failed = json_response({"error": str(exc)}, 401)
+        return with_refresh_cookie(failed, request, None)
+    return with_refresh_cookie(json_response(issued.body), request, issued.refresh_token)
+
+
+async def logout(request: Request) -> Response:
+    await auth_of(request).logout(await signed_in(request))
+    return with_refresh_cookie(json_response(MessageBody("Logged out")), request, None)
+
+
+async def profile(request: Request) -> Response:
+    identity = await signed_in(request)
+    user = await auth_of(request).accounts.user(identity.user_id)
+    if user is None:
+        raise Unauthorized("Account not found: sign up again")
+    return json_response(profile_of(user))
+
+
+async def update_settings(request: Request) -> Response:
+    identity = await signed_in(request)
+    body: SettingsRequest = await decode(request, _decode_settings)
+    if body.timer_multiplier not in TIMER_MULTIPLIERS:
+        raise InvalidInput("timerMultiplier must be one of 1.0, 1.5 or 2.0")
+    accounts = auth_of(request).accounts
+    user = await accounts.set_timer_multiplier(identity.user_id, body.timer_multiplier)
+    if user is None:
+        raise Unauthorized("Account not found: sign up again")
+    return json_response(profile_of(user))
+
+
+# --- operations ---------------------------------------------------------------------------------
 
 
 async def health(request: Request) -> Response:

@@ -21,6 +21,40 @@ class SessionNotFound(GameError):
         super().__init__("Game session not found: it never existed or has expired")
 
 
+class ValidationFailed(InvalidInput):
+    """Several fields are wrong at once: `errors` lists each, as the web client's forms expect."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("Please correct the highlighted fields")
+        self.errors = errors
+
+
+class Unauthorized(GameError):
+    pass
+
+
+class Forbidden(GameError):
+    pass
+
+
+class NotYourSession(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("This game belongs to another player: sign in as that player")
+
+
+class EmailTaken(GameError):
+    def __init__(self) -> None:
+        super().__init__("An account with this email already exists: log in instead")
+
+
+class TooManyAttempts(GameError):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Too many failed logins for this email: try again in {retry_after_seconds} s"
+        )
+        self.retry_after_seconds = retry_after_seconds
+
+
 class QuestionNotInSession(InvalidInput):
     def __init__(self, question_id: str) -> None:
         super().__init__(f"Question {question_id!r} is not part of this game session")
@@ -38,18 +72,22 @@ class WagerTooHigh(InvalidInput):
 
 
 class StorageUnavailable(GameError):
-    """The session store cannot answer right now. Every write is idempotent, so a retry is safe."""
+    """The store cannot answer right now. Every write is idempotent, so a retry is safe."""
 
     retry_after_seconds = 2
 
-    def __init__(self) -> None:
-        super().__init__("Game storage is temporarily unavailable; retry shortly")
+    def __init__(self, message: str = "Game storage is temporarily unavailable; retry shortly"):
+        super().__init__(message)
 
 
 STATUS: dict[type[GameError], int] = {
     BodyTooLarge: 413,
     InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
     SessionNotFound: 404,
+    EmailTaken: 409,
+    TooManyAttempts: 429,
     StorageUnavailable: 503,
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -72,15 +72,17 @@ class FallbackStore:
         self._metrics.fallback_sessions.set(len(self.memory))
         return session_id
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
+    async def submit(
+        self, session_id: str, answer: AnswerCandidate, user_id: str | None = None
+    ) -> Submission:
         if self.memory.holds(session_id):
-            return await self.memory.submit(session_id, answer)
-        return await self._guard(self._required().submit(session_id, answer))
+            return await self.memory.submit(session_id, answer, user_id)
+        return await self._guard(self._required().submit(session_id, answer, user_id))
 
-    async def load(self, session_id: str) -> StoredSession:
+    async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
         if self.memory.holds(session_id):
-            return await self.memory.load(session_id)
-        return await self._guard(self._required().load(session_id))
+            return await self.memory.load(session_id, user_id)
+        return await self._guard(self._required().load(session_id, user_id))
 
     def is_fallback(self, session_id: str) -> bool:
         return self.memory.holds(session_id)
@@ -97,6 +99,18 @@ class FallbackStore:
             breaker=self.breaker.state,
             redis_latency_ms=None if latency is None else round(latency * 1000, 3),
         )
+
+    async def run(self, operation: Callable[[RedisStore], Awaitable[T]]) -> T:
+        """Run another Redis operation (accounts) through the same breaker and bounds."""
+        redis = self._required()
+
+        async def call() -> T:
+            try:
+                return await operation(redis)
+            except RedisFailure as exc:
+                raise StorageUnavailable() from exc
+
+        return await self._guard(call())
 
     # --- Redis access through the breaker -------------------------------------------------------
 

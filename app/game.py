@@ -7,12 +7,15 @@ import uuid
 from datetime import UTC, datetime
 
 from app import rules
-from app.errors import SessionNotFound
+from app.accounts import Accounts
+from app.auth import Identity
+from app.errors import SessionNotFound, StorageUnavailable
 from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
     AnswerResult,
     CreateSessionResponse,
+    Progression,
     Results,
     StoredSession,
 )
@@ -31,20 +34,32 @@ def parse_session_id(raw: str) -> str:
 
 class Game:
     def __init__(
-        self, bank: QuestionBank, store: SessionStore, settings: Settings, metrics: Metrics
+        self,
+        bank: QuestionBank,
+        store: SessionStore,
+        settings: Settings,
+        metrics: Metrics,
+        accounts: Accounts,
     ) -> None:
         self.bank = bank
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.accounts = accounts
         self.started_at = time.monotonic()
 
-    async def create_session(self, question_ids: list[str] | None) -> CreateSessionResponse:
+    async def create_session(
+        self, question_ids: list[str] | None, player: Identity | None
+    ) -> CreateSessionResponse:
         if question_ids is None:
             question_ids = self.bank.draw(self.settings.questions_per_game)
         else:
             question_ids = self.bank.check_ids(question_ids)
-        session = StoredSession(question_ids=question_ids, created_at=datetime.now(UTC))
+        session = StoredSession(
+            question_ids=question_ids,
+            created_at=datetime.now(UTC),
+            owner=player.user_id if player else None,
+        )
         session_id = await self.store.create(session)
         degraded = self.store.is_fallback(session_id)
         self.metrics.sessions_created.labels("fallback" if degraded else self.store.kind).inc()
@@ -54,7 +69,7 @@ class Game:
             degraded=degraded,
         )
 
-    async def answer(self, request: AnswerRequest) -> AnswerResult:
+    async def answer(self, request: AnswerRequest, player: Identity | None) -> AnswerResult:
         session_id = parse_session_id(request.session_id)
         question = self.bank.get(request.question_id)
         candidate = rules.candidate(
@@ -64,8 +79,10 @@ class Game:
             question_seconds=self.settings.question_seconds,
             final_question_seconds=self.settings.final_question_seconds,
             wager=request.wager,
+            timer_multiplier=player.timer_multiplier if player else 1.0,
         )
-        stored, duplicate, completed = await self.store.submit(session_id, candidate)
+        user_id = player.user_id if player else None
+        stored, duplicate, completed = await self.store.submit(session_id, candidate, user_id)
         self.metrics.answers.labels("duplicate" if duplicate else "accepted").inc()
         if completed:
             self.metrics.sessions_completed.inc()
@@ -81,8 +98,29 @@ class Game:
             wager=stored.wager,
         )
 
-    async def results(self, raw_session_id: str) -> Results:
+    async def results(self, raw_session_id: str, player: Identity | None) -> Results:
         session_id = parse_session_id(raw_session_id)
-        session = await self.store.load(session_id)
+        session = await self.store.load(session_id, player.user_id if player else None)
         degraded = self.store.is_fallback(session_id)
-        return rules.build_results(session_id, session, self.bank.get, degraded=degraded)
+        results = rules.build_results(session_id, session, self.bank.get, degraded=degraded)
+        if results.complete and session.owner is not None:
+            results.progression = await self._award(session_id, session.owner, results)
+        return results
+
+    async def _award(self, session_id: str, owner: str, results: Results) -> Progression | None:
+        """The finished game's progression, added to the owner's totals on the first call only
+        (award_progression.lua keeps a ledger per player). While Redis is unreachable a
+        fallback game's results come without it; the next call once Redis is back awards it."""
+        try:
+            return await self.accounts.award(
+                owner,
+                session_id,
+                rules.progression(results.total_correct),
+                score=results.total_score,
+                correct=results.total_correct,
+                questions=results.total_questions,
+            )
+        except StorageUnavailable:
+            if results.degraded:
+                return None
+            raise

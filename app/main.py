@@ -16,11 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import api
-from app.errors import GameError, StorageUnavailable, status_of
+from app.accounts import Accounts
+from app.auth import Auth
+from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
 from app.metrics import Metrics, RequestMetrics
-from app.models import ErrorBody
+from app.models import ErrorBody, FieldError, ValidationErrorBody
 from app.questions import QuestionBank
 from app.redis_store import connect
 from app.settings import Settings
@@ -31,12 +33,19 @@ log = logging.getLogger("app")
 
 class State(TypedDict):
     game: Game
+    auth: Auth
 
 
 ROUTES = [
     Route("/api/game/session", api.create_session, methods=["POST"]),
     Route("/api/game/answer", api.submit_answer, methods=["POST"]),
     Route("/api/game/results/{session_id}", api.results, methods=["GET"]),
+    Route("/auth/signup", api.signup, methods=["POST"]),
+    Route("/auth/login", api.login, methods=["POST"]),
+    Route("/auth/refresh", api.refresh, methods=["POST"]),
+    Route("/auth/logout", api.logout, methods=["POST"]),
+    Route("/api/users/profile", api.profile, methods=["GET"]),
+    Route("/api/users/profile/settings", api.update_settings, methods=["PATCH"]),
     Route("/health", api.health, methods=["GET"]),
     Route("/metrics", api.metrics, methods=["GET"]),
 ]
@@ -44,6 +53,7 @@ ROUTES = [
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    settings.check()
     metrics = Metrics()
 
     @asynccontextmanager
@@ -51,14 +61,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
         bank = QuestionBank.load()
+        store: MemoryStore | FallbackStore
         if settings.use_memory_sessions:
-            store: MemoryStore | FallbackStore = MemoryStore(settings.session_ttl_seconds)
+            store = MemoryStore(settings.session_ttl_seconds)
+            accounts = Accounts(None)
         else:
             store = FallbackStore(connect(settings), settings, metrics)
             await store.start()
+            accounts = Accounts(store)
         log.info("serving %d questions, storage %s", len(bank), store.kind)
         try:
-            yield {"game": Game(bank, store, settings, metrics)}
+            yield {
+                "game": Game(bank, store, settings, metrics, accounts),
+                "auth": Auth(accounts, settings),
+            }
         finally:
             await store.close()
 
@@ -87,9 +103,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 async def game_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GameError)
     headers = None
-    if isinstance(exc, StorageUnavailable):
+    if isinstance(exc, StorageUnavailable | TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
-    return api.json_response(ErrorBody(str(exc)), status_of(exc), headers)
+    body: ErrorBody | ValidationErrorBody = ErrorBody(str(exc))
+    if isinstance(exc, ValidationFailed):
+        errors = [FieldError(field, message) for field, message in exc.errors]
+        body = ValidationErrorBody(str(exc), errors)
+    return api.json_response(body, status_of(exc), headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

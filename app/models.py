@@ -99,6 +99,7 @@ class StoredSession(Struct):
     question_ids: list[str] = msgspec.field(name="q")
     created_at: datetime = msgspec.field(name="c")
     answers: list[StoredAnswer] = msgspec.field(default_factory=list, name="a")
+    owner: str | None = msgspec.field(default=None, name="u")  # user id; None: anonymous
 
 
 class AnswerCandidate(Struct, frozen=True):
@@ -198,3 +199,79 @@ class Health(StoreStatus):
 
 class ErrorBody(Struct):
     error: str
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+class SignupRequest(Struct, forbid_unknown_fields=True):
+    email: Annotated[str, Meta(max_length=320)]
+    password: Annotated[str, Meta(max_length=256)]
+    name: Annotated[str, Meta(max_length=200)]
+
+
+class LoginRequest(Struct, forbid_unknown_fields=True):
+    email: Annotated[str, Meta(max_length=320)]
+    password: Annotated[str, Meta(max_length=256)]
+
+
+class SettingsRequest(Struct, forbid_unknown_fields=True, rename="camel"):
+    timer_multiplier: float  # one of TIMER_MULTIPLIERS, checked by the account service
+
+
+class StoredUser(Struct, rename="camel"):
+    """The `user:{id}` document. Counters only ever grow through award_progression.lua."""
+
+    id: str
+    email: str
+    name: str
+    password_hash: str
+    created_at: datetime
+    total_xp: int = 0
+    total_gems: int = 0
+    games_played: int = 0
+    best_score: int = 0
+    total_correct: int = 0
+    total_questions: int = 0
+    timer_multiplier: float = 1.0
+
+
+class UserView(Struct):
+    id: str
+    email: str
+    name: str
+
+
+class FieldError(Struct):
+    field: str
+    message: str
+
+
+class ValidationErrorBody(Struct):
+    error: str
+    errors: list[FieldError]
+
+
+class SignupResponse(Struct):
+    message: str
+    user: UserView
+
+
+class TokenResponse(Struct, rename="camel"):
+    access_token: str
+    user: UserView
+
+
+class Profile(Struct, rename="camel"):
+    name: str
+    email: str
+    total_xp: int
+    total_gems: int
+    games_played: int
+    best_score: int
+    overall_accuracy: int
+    timer_multiplier: float
+
+
+class MessageBody(Struct):
+    message: str

@@ -16,8 +16,11 @@ from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
+from app import keys
 from app.errors import (
+    NotYourSession,
     QuestionNotInSession,
     SessionNotFound,
     StorageUnavailable,
@@ -31,7 +34,6 @@ from app.settings import Settings
 from app.store import new_session_id
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
-SESSION_PREFIX = "session:"
 
 Storage = Literal["json", "string"]
 RedisFailure = (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -41,8 +43,8 @@ _decode_session = msgspec.json.Decoder(StoredSession).decode
 _decode_answer = msgspec.json.Decoder(StoredAnswer).decode
 
 
-def session_key(session_id: str) -> str:
-    return SESSION_PREFIX + session_id
+def load_script(client: Redis, name: str) -> AsyncScript:
+    return client.register_script((LUA_DIR / f"{name}.lua").read_text())
 
 
 def connect(settings: Settings) -> Redis:
@@ -68,7 +70,7 @@ async def detect_storage(client: Redis) -> Storage:
     """ "json" if the server knows JSON.* commands (cheaper than parsing MODULE LIST, which
     managed services often disable)."""
     try:
-        await client.execute_command("JSON.TYPE", SESSION_PREFIX + "probe")  # type: ignore[no-untyped-call]
+        await client.execute_command("JSON.TYPE", keys.session("probe"))  # type: ignore[no-untyped-call]
     except redis_errors.ResponseError:
         return "string"
     return "json"
@@ -85,7 +87,7 @@ class RedisStore:
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
         self._metrics = metrics or Metrics()
         self._scripts = {
-            name: client.register_script((LUA_DIR / f"{name}.lua").read_text())
+            name: load_script(client, name)
             for name in ("create_session", "read_session", "submit_answer", "restore_session")
         }
 
@@ -94,7 +96,7 @@ class RedisStore:
         started = time.perf_counter()
         try:
             return await self._scripts[name](
-                keys=[session_key(session_id)], args=[*args, self.storage]
+                keys=[keys.session(session_id)], args=[*args, self.storage]
             )
         except RedisFailure as exc:
             self._metrics.redis_errors.labels(name).inc()
@@ -128,7 +130,9 @@ class RedisStore:
             redis_latency_ms=None if latency is None else round(latency * 1000, 3),
         )
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
+    async def submit(
+        self, session_id: str, answer: AnswerCandidate, user_id: str | None = None
+    ) -> Submission:
         reply = await self._call(
             "submit_answer",
             session_id,
@@ -137,6 +141,7 @@ class RedisStore:
             _encode(answer.final),
             -1 if answer.wager is None else answer.wager,
             self._ttl_ms,
+            user_id or "",
         )
         return self._submit_outcome(answer.question_id, reply)
 
@@ -159,12 +164,16 @@ class RedisStore:
         if code == -4:
             assert isinstance(reply[1], int)
             raise WagerTooHigh(reply[1])
+        if code == -5:
+            raise NotYourSession()
         raise RuntimeError(f"submit_answer.lua returned unknown code {code!r}")
 
-    async def load(self, session_id: str) -> StoredSession:
-        raw = await self._call("read_session", session_id, self._ttl_ms)
+    async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
+        raw = await self._call("read_session", session_id, self._ttl_ms, user_id or "")
         if raw is None:
             raise SessionNotFound()
+        if raw == -5:
+            raise NotYourSession()
         return _decode_session(raw)
 
     async def ping(self) -> bool:

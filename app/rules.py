@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.errors import QuestionNotInSession, WagerNotAllowed, WagerTooHigh
+from app.errors import NotYourSession, QuestionNotInSession, WagerNotAllowed, WagerTooHigh
 from app.models import (
     AnswerCandidate,
     AnswerView,
     FastestAnswer,
+    Progression,
     Question,
     Results,
     StoredAnswer,
@@ -28,12 +29,24 @@ QUICK_BONUS, QUICK_SECONDS = 25, 5.0
 MIN_HUMAN_SECONDS = 0.5
 
 
-def speed_bonus(time_remaining: float) -> int:
-    if time_remaining >= FAST_SECONDS:
+def speed_bonus(time_remaining: float, timer_multiplier: float = 1.0) -> int:
+    """A player with more time (timer multiplier) gets the bonus for the same share of it."""
+    if time_remaining >= FAST_SECONDS * timer_multiplier:
         return FAST_BONUS
-    if time_remaining >= QUICK_SECONDS:
+    if time_remaining >= QUICK_SECONDS * timer_multiplier:
         return QUICK_BONUS
     return 0
+
+
+XP_PER_GAME, GEMS_PER_GAME = 50, 10
+
+
+def progression(total_correct: int) -> Progression:
+    """What a finished game earns its signed-in player: one XP and one gem per correct answer
+    on top of a base."""
+    return Progression(
+        xp_earned=XP_PER_GAME + total_correct, gems_earned=GEMS_PER_GAME + total_correct
+    )
 
 
 def score_answer(
@@ -44,8 +57,11 @@ def score_answer(
     *,
     final: bool,
     wager: int | None,
+    timer_multiplier: float = 1.0,
 ) -> StoredAnswer:
-    """Score one answer as if it were at a regular (`final=False`) or the final position."""
+    """Score one answer as if it were at a regular (`final=False`) or the final position.
+
+    `limit` is already multiplied by the player's timer multiplier."""
     clamped = min(time_remaining, limit)
     response_time = round(limit - clamped, 3)
     flagged = time_remaining > limit or response_time < MIN_HUMAN_SECONDS
@@ -55,7 +71,7 @@ def score_answer(
         total = 0 if wager is None else (wager if correct else -wager)
     else:
         base = BASE_POINTS if correct else 0
-        bonus = speed_bonus(clamped) if correct else 0
+        bonus = speed_bonus(clamped, timer_multiplier) if correct else 0
         total = base + bonus
     return StoredAnswer(
         question_id=question.id,
@@ -78,20 +94,31 @@ def candidate(
     question_seconds: float,
     final_question_seconds: float,
     wager: int | None,
+    timer_multiplier: float = 1.0,
 ) -> AnswerCandidate:
-    """Both scorings of a submission; the store picks one once it knows the position."""
+    """Both scorings of a submission; the store picks one once it knows the position.
+
+    A player's timer multiplier (1, 1.5 or 2) stretches both time limits and the bonus tiers."""
+    m = timer_multiplier
     return AnswerCandidate(
         question_id=question.id,
         regular=score_answer(
-            question, selected_option, time_remaining, question_seconds, final=False, wager=None
+            question,
+            selected_option,
+            time_remaining,
+            question_seconds * m,
+            final=False,
+            wager=None,
+            timer_multiplier=m,
         ),
         final=score_answer(
             question,
             selected_option,
             time_remaining,
-            final_question_seconds,
+            final_question_seconds * m,
             final=True,
             wager=wager,
+            timer_multiplier=m,
         ),
         wager=wager,
     )
@@ -101,6 +128,13 @@ class Submission(NamedTuple):
     answer: StoredAnswer
     duplicate: bool  # already answered: `answer` is the stored one, nothing changed
     completed: bool  # this answer was the last unanswered question of the session
+
+
+def check_owner(session: StoredSession, user_id: str | None) -> None:
+    """A session created by a signed-in player is theirs alone; anonymous ones are open to
+    whoever holds the id."""
+    if session.owner is not None and session.owner != user_id:
+        raise NotYourSession()
 
 
 def max_wager(score: int) -> int:

@@ -1,18 +1,32 @@
-"""Typed settings read from the environment once, at start-up."""
+"""Typed settings, read from the environment once at start-up.
+
+Each field is read from the variable of the same name in upper case (`redis_url` from
+`REDIS_URL`); the README's settings table lists them all.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+DEV_JWT_SECRET = "development-only-secret-do-not-use-in-production"
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+def _parse(kind: object, raw: str) -> object:
+    if kind == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    environment: str = "development"  # "production" refuses unsafe defaults
     redis_url: str = "redis://127.0.0.1:6379/0"
     use_memory_sessions: bool = False
     session_ttl_seconds: float = 3600
@@ -24,29 +38,31 @@ class Settings:
     breaker_failures: int = 3
     breaker_probe_seconds: float = 1.0
     frontend_url: str = "http://localhost:5173"
+    jwt_secret: str = DEV_JWT_SECRET
+    access_token_seconds: int = 15 * 60
+    refresh_token_seconds: int = 30 * 24 * 3600
+    cookie_secure: bool = False
+    login_slow_after: int = 3
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+    login_slowdown_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        default = cls()
-        return cls(
-            redis_url=env.get("REDIS_URL", default.redis_url),
-            use_memory_sessions=_flag(env.get("USE_MEMORY_SESSIONS", "false")),
-            session_ttl_seconds=float(env.get("SESSION_TTL_SECONDS", default.session_ttl_seconds)),
-            questions_per_game=int(env.get("QUESTIONS_PER_GAME", default.questions_per_game)),
-            question_seconds=float(env.get("QUESTION_SECONDS", default.question_seconds)),
-            final_question_seconds=float(
-                env.get("FINAL_QUESTION_SECONDS", default.final_question_seconds)
-            ),
-            redis_timeout_seconds=float(
-                env.get("REDIS_TIMEOUT_SECONDS", default.redis_timeout_seconds)
-            ),
-            redis_max_connections=int(
-                env.get("REDIS_MAX_CONNECTIONS", default.redis_max_connections)
-            ),
-            breaker_failures=int(env.get("BREAKER_FAILURES", default.breaker_failures)),
-            breaker_probe_seconds=float(
-                env.get("BREAKER_PROBE_SECONDS", default.breaker_probe_seconds)
-            ),
-            frontend_url=env.get("FRONTEND_URL", default.frontend_url),
-        )
+        values = {
+            field.name: _parse(field.type, env[field.name.upper()])
+            for field in dataclasses.fields(cls)
+            if field.name.upper() in env
+        }
+        return cls(**values)  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """Refuse to run in production with settings that are only safe on a laptop."""
+        if self.environment == "production":
+            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
+                raise RuntimeError(
+                    "ENVIRONMENT=production needs JWT_SECRET: a random secret of 32+ characters"
+                )
+            if not self.cookie_secure:
+                raise RuntimeError("ENVIRONMENT=production needs COOKIE_SECURE=true (HTTPS)")

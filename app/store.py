@@ -16,7 +16,7 @@ import msgspec
 
 from app.errors import SessionNotFound
 from app.models import AnswerCandidate, StoredSession, StoreStatus
-from app.rules import Submission, accept_answer
+from app.rules import Submission, accept_answer, check_owner
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredSession).decode
@@ -34,11 +34,13 @@ class SessionStore(Protocol):
     async def create(self, session: StoredSession) -> str:
         """Store a new session under a fresh random id and return the id."""
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
+    async def submit(
+        self, session_id: str, answer: AnswerCandidate, user_id: str | None = None
+    ) -> Submission:
         """Accept an answer, or return the stored one. Raises domain errors."""
 
-    async def load(self, session_id: str) -> StoredSession:
-        """Read a session (sliding its TTL). Raises SessionNotFound."""
+    async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
+        """Read a session (sliding its TTL). Raises SessionNotFound, NotYourSession."""
 
     def is_fallback(self, session_id: str) -> bool:
         """True if this session lives in memory only because Redis was down."""
@@ -77,15 +79,17 @@ class MemoryStore:
         self._put(session_id, session)
         return session_id
 
-    async def submit(self, session_id: str, answer: AnswerCandidate) -> Submission:
-        session = self._get(session_id)
+    async def submit(
+        self, session_id: str, answer: AnswerCandidate, user_id: str | None = None
+    ) -> Submission:
+        session = self._get(session_id, user_id)
         submission = accept_answer(session, answer)
         if not submission.duplicate:
             self._put(session_id, session)
         return submission
 
-    async def load(self, session_id: str) -> StoredSession:
-        return self._get(session_id)
+    async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
+        return self._get(session_id, user_id)
 
     def is_fallback(self, session_id: str) -> bool:
         return False
@@ -121,15 +125,18 @@ class MemoryStore:
         entry = self._sessions.get(session_id)
         return None if entry is None else entry[0] - self._clock()
 
-    def _get(self, session_id: str) -> StoredSession:
-        """Decode a session and slide its TTL: a read counts as use even if a write is refused."""
+    def _get(self, session_id: str, user_id: str | None) -> StoredSession:
+        """Decode a session and slide its TTL: the owner's read counts as use even if a write
+        is then refused; a stranger's does not."""
         self._expire()
         entry = self._sessions.get(session_id)
         if entry is None:
             raise SessionNotFound()
+        session = _decode(entry[1])
+        check_owner(session, user_id)
         self._sessions[session_id] = (self._clock() + self._ttl, entry[1])
         self._sessions.move_to_end(session_id)
-        return _decode(entry[1])
+        return session
 
     def _put(self, session_id: str, session: StoredSession) -> None:
         self._sessions[session_id] = (self._clock() + self._ttl, _encode(session))

@@ -5,16 +5,18 @@
 -- ARGV[3]  the answer to store if it is the last, the final question (JSON array)
 -- ARGV[4]  wager, or -1 for none
 -- ARGV[5]  TTL in milliseconds
--- ARGV[6]  storage: "json" (RedisJSON document) or "string" (JSON string)
+-- ARGV[6]  the caller's user id, or "" when anonymous
+-- ARGV[7]  storage: "json" (RedisJSON document) or "string" (JSON string)
 -- Returns  {0, answer, completed}  accepted and appended; completed is 1 if that was the
 --                                   last unanswered question
 --          {1, answer}   already answered: the stored answer, nothing changed
 --          {-1}          no such session (never re-created)
+--          {-5}          the session belongs to another user (nothing changed, TTL untouched)
 --          {-2}          questionId is not in this session
 --          {-3}          wager on a question that is not the final
 --          {-4, max}     wager above half the current score
 -- Stored answers are arrays: [1] is the questionId, [7] the total points (app/models.py).
-local json = ARGV[6] == 'json'
+local json = ARGV[7] == 'json'
 local raw
 if json then
   raw = redis.call('JSON.GET', KEYS[1], '.')
@@ -24,9 +26,12 @@ end
 if not raw then
   return {-1}
 end
--- The read counts as use: slide the TTL whatever the outcome.
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local doc = cjson.decode(raw)
+if type(doc.u) == 'string' and doc.u ~= ARGV[6] then
+  return {-5}
+end
+-- The owner's read counts as use: slide the TTL whatever the outcome.
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 
 local position
 for i, id in ipairs(doc.q) do

@@ -38,10 +38,10 @@ class Lua:
     async def create(self, key: str, document: str) -> None:
         assert await self.run("create_session", key, document, TTL_MS) == 1
 
-    async def submit(self, key: str, qid: str, wager: int = -1) -> list[Any]:
+    async def submit(self, key: str, qid: str, wager: int = -1, user: str = "") -> list[Any]:
         final = answer(qid, wager, wager) if wager >= 0 else answer(qid, 0)
         reply: list[Any] = await self.run(
-            "submit_answer", key, qid, answer(qid, 150), final, wager, TTL_MS
+            "submit_answer", key, qid, answer(qid, 150), final, wager, TTL_MS, user
         )
         return reply
 
@@ -61,9 +61,12 @@ def new_key() -> str:
 
 
 def doc(
-    *qids: str, answers: list[list[Any]] | None = None, created: str = "2026-01-01T00:00:00Z"
+    *qids: str,
+    answers: list[list[Any]] | None = None,
+    created: str = "2026-01-01T00:00:00Z",
+    owner: str | None = None,
 ) -> str:
-    return json.dumps({"q": list(qids), "c": created, "a": answers or []})
+    return json.dumps({"q": list(qids), "c": created, "a": answers or [], "u": owner})
 
 
 def answer(qid: str, total: int, wager: int | None = None) -> str:
@@ -95,14 +98,14 @@ async def test_read_returns_document_and_slides_ttl(lua: Lua) -> None:
     key = new_key()
     await lua.create(key, doc("a"))
     await lua.client.pexpire(key, 1000)
-    raw = await lua.run("read_session", key, TTL_MS)
+    raw = await lua.run("read_session", key, TTL_MS, "")
     assert json.loads(raw)["q"] == ["a"]
     assert await lua.client.pttl(key) > 59_000
 
 
 async def test_read_missing_key_creates_nothing(lua: Lua) -> None:
     key = new_key()
-    assert await lua.run("read_session", key, TTL_MS) is None
+    assert await lua.run("read_session", key, TTL_MS, "") is None
     assert await lua.client.exists(key) == 0
 
 
@@ -131,7 +134,7 @@ async def test_submit_duplicate_returns_stored_answer_unchanged(lua: Lua) -> Non
     key = new_key()
     await lua.create(key, doc("a", "b"))
     _, first, _ = await lua.submit(key, "a")
-    reply = await lua.run("submit_answer", key, "a", answer("a", 0), answer("a", 0), -1, TTL_MS)
+    reply = await lua.run("submit_answer", key, "a", answer("a", 0), answer("a", 0), -1, TTL_MS, "")
     assert reply[0] == 1
     assert json.loads(reply[1]) == json.loads(first)
     assert len((await lua.document(key))["a"]) == 1
@@ -217,3 +220,90 @@ async def test_restore_never_writes_over_another_session(lua: Lua) -> None:
     other = doc("a", "b", created="2026-02-02T00:00:00Z", answers=[json.loads(answer("a", 1))])
     assert await lua.run("restore_session", key, other, 30_000) == 0
     assert (await lua.document(key))["a"] == []
+
+
+# --- ownership ---------------------------------------------------------------------------------
+
+
+async def test_owned_session_refuses_strangers_without_touching_it(lua: Lua) -> None:
+    key = new_key()
+    await lua.create(key, doc("a", "b", owner="alice"))
+    await lua.client.pexpire(key, 5000)
+    assert await lua.submit(key, "a", user="bob") == [-5]
+    assert await lua.submit(key, "a") == [-5]
+    assert await lua.run("read_session", key, TTL_MS, "bob") == -5
+    assert await lua.client.pttl(key) <= 5000
+    assert (await lua.document(key))["a"] == []
+    assert (await lua.submit(key, "a", user="alice"))[0] == 0
+    assert json.loads(await lua.run("read_session", key, TTL_MS, "alice"))["u"] == "alice"
+
+
+async def test_anonymous_session_is_open_to_anyone(lua: Lua) -> None:
+    key = new_key()
+    await lua.create(key, doc("a", "b"))
+    assert (await lua.submit(key, "a", user="bob"))[0] == 0
+    assert (await lua.submit(key, "b", user=""))[0] == 0
+
+
+# --- account scripts ---------------------------------------------------------------------------
+
+USER = {
+    "id": "u1",
+    "email": "a@b.org",
+    "name": "Ada",
+    "passwordHash": "$argon2id$x/y",
+    "createdAt": "2026-01-01T00:00:00Z",
+    "totalXp": 0,
+    "totalGems": 0,
+    "gamesPlayed": 0,
+    "bestScore": 0,
+    "totalCorrect": 0,
+    "totalQuestions": 0,
+    "timerMultiplier": 1.0,
+}
+
+
+async def put_user(lua: Lua, key: str) -> None:
+    if lua.storage == "json":
+        await lua.client.execute_command("JSON.SET", key, ".", json.dumps(USER))  # type: ignore[no-untyped-call]
+    else:
+        await lua.client.set(key, json.dumps(USER))
+
+
+async def test_award_ledger_makes_retries_free(lua: Lua) -> None:
+    tag = uuid.uuid4().hex
+    keys = [f"user:{{{tag}}}", f"awards:{{{tag}}}"]
+    await put_user(lua, keys[0])
+    script = lua.client.register_script((LUA_DIR / "award_progression.lua").read_text())
+    first = await script(keys=keys, args=["s1", 57, 17, 900, 7, 10, lua.storage])
+    again = await script(keys=keys, args=["s1", 57, 17, 900, 7, 10, lua.storage])
+    other = await script(keys=keys, args=["s2", 52, 12, 300, 2, 10, lua.storage])
+    assert (first, again, other) == ([57, 17, 1], [57, 17, 0], [52, 12, 1])
+    user = await lua.document(keys[0])
+    assert (user["totalXp"], user["totalGems"], user["gamesPlayed"]) == (109, 29, 2)
+    assert (user["bestScore"], user["totalCorrect"], user["totalQuestions"]) == (900, 9, 20)
+    assert user["passwordHash"] == USER["passwordHash"]
+    missing = [f"user:{{{uuid.uuid4().hex}}}", f"awards:{{{uuid.uuid4().hex}}}"]
+    assert await script(keys=missing, args=["s1", 1, 1, 1, 1, 1, lua.storage]) == [-1]
+
+
+async def test_update_settings(lua: Lua) -> None:
+    key = f"user:{{{uuid.uuid4().hex}}}"
+    assert await lua.run("update_settings", key, 1.5) is None
+    assert await lua.client.exists(key) == 0
+    await put_user(lua, key)
+    updated = json.loads(await lua.run("update_settings", key, 2.0))
+    assert updated["timerMultiplier"] == 2.0
+    assert (await lua.document(key))["timerMultiplier"] == 2.0
+
+
+async def test_rotate_refresh(lua: Lua) -> None:
+    key = f"refresh:{uuid.uuid4().hex}"
+    script = lua.client.register_script((LUA_DIR / "rotate_refresh.lua").read_text())
+    assert await script(keys=[key], args=["a", "b", 60_000]) == 0  # no live family
+    await lua.client.set(key, "a")
+    assert await script(keys=[key], args=["a", "b", 60_000]) == 1
+    assert await lua.client.get(key) == b"b"
+    assert 59_000 < await lua.client.pttl(key) <= 60_000
+    assert await script(keys=[key], args=["a", "c", 60_000]) == -1  # "a" again: reuse
+    assert await lua.client.exists(key) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -61,3 +63,35 @@ async def test_game_survives_sigkill_of_its_instance(
     assert [a["totalPoints"] for a in done["answers"][:5]] == [
         a["totalPoints"] for a in acknowledged
     ]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+async def test_progression_once_across_instances(
+    instances: list[ApiProcess], bank: QuestionBank, complete: bool
+) -> None:
+    one, two = instances
+    async with httpx.AsyncClient(base_url=one.url) as a, httpx.AsyncClient(base_url=two.url) as b:
+        email = f"racer-{uuid.uuid4().hex[:8]}@example.org"
+        account = {"email": email, "password": "Correct-Horse-9", "name": "Racer"}
+        assert (await a.post("/auth/signup", json=account)).status_code == 201
+        login = await b.post("/auth/login", json={"email": email, "password": "Correct-Horse-9"})
+        headers = {"authorization": f"Bearer {login.json()['accessToken']}"}
+        a.cookies.clear()
+        b.cookies.clear()
+        game = (await a.post("/api/game/session", headers=headers)).json()
+        for i in range(10 if complete else 9):
+            body = answer_body(game, i, bank, correct=i != 3)
+            assert (await b.post("/api/game/answer", json=body, headers=headers)).status_code == 200
+        url = f"/api/game/results/{game['sessionId']}"
+        calls = await asyncio.gather(
+            *((a if i % 2 else b).get(url, headers=headers) for i in range(50))
+        )
+        assert {c.status_code for c in calls} == {200}
+        progressions = {str(c.json()["progression"]) for c in calls}
+        profile = (await a.get("/api/users/profile", headers=headers)).json()
+    if complete:
+        assert progressions == {str({"xpEarned": 59, "gemsEarned": 19})}
+        assert (profile["totalXp"], profile["totalGems"], profile["gamesPlayed"]) == (59, 19, 1)
+    else:
+        assert progressions == {"None"}
+        assert (profile["totalXp"], profile["totalGems"], profile["gamesPlayed"]) == (0, 0, 0)

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from app import rules
+from app import keys, rules
 from app.errors import QuestionNotInSession, SessionNotFound, WagerNotAllowed, WagerTooHigh
 from app.models import AnswerCandidate, StoredSession
 from app.questions import QuestionBank
-from app.redis_store import RedisStore, connect, detect_storage, session_key
+from app.redis_store import RedisStore, connect, detect_storage
 from app.settings import Settings
 from app.store import SessionStore
 from tests.conftest import open_store
@@ -180,7 +180,7 @@ async def test_finished_session_fits_in_4_kib(store: SessionStore, bank: Questio
         await store.submit(sid, candidate(bank, qid, remaining=12.345))
     await store.submit(sid, candidate(bank, session.question_ids[-1], remaining=3.21, wager=500))
     assert isinstance(store, RedisStore)
-    usage = await store.client.memory_usage(session_key(sid))
+    usage = await store.client.memory_usage(keys.session(sid))
     assert usage is not None
     assert usage <= 4096
 
@@ -191,7 +191,7 @@ async def test_restore_writes_back_once_and_merges(store: SessionStore, bank: Qu
     session = StoredSession(question_ids=bank.draw(3), created_at=datetime.now(UTC))
     sid = str(uuid.uuid4())
     assert await store.restore(sid, session, 30)
-    assert 29 < await store.client.ttl(session_key(sid)) <= 30
+    assert 29 < await store.client.ttl(keys.session(sid)) <= 30
     rules.accept_answer(session, candidate(bank, session.question_ids[0]))
     assert await store.restore(sid, session, 30)  # a retry after a lost reply: merged
     assert await store.restore(sid, session, 30)  # and again: nothing doubled

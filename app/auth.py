@@ -1,0 +1,265 @@
+"""Sign-up, login, token rotation and revocation, and who is calling.
+
+Access tokens: JWT HS256, `ACCESS_TOKEN_SECONDS` (15 min), sent as `Authorization: Bearer`.
+Refresh tokens: JWT HS256, `REFRESH_TOKEN_SECONDS` (30 days), in an HttpOnly SameSite=Strict
+cookie; each refresh rotates it, and presenting a used one revokes its whole family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.accounts import Accounts
+from app.errors import (
+    StorageUnavailable,
+    TooManyAttempts,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.models import (
+    LoginRequest,
+    Profile,
+    SignupRequest,
+    StoredUser,
+    TokenResponse,
+    UserView,
+)
+from app.settings import Settings
+
+TIMER_MULTIPLIERS = (1.0, 1.5, 2.0)
+REFRESH_COOKIE = "refreshToken"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHasher()  # argon2id with the library's current recommended cost
+# Verified against when the email is unknown, so both answers take the same time.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    token_id: str
+    family: str
+    expires_at: float
+    timer_multiplier: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """What a successful login or refresh returns: the body and the new refresh cookie."""
+
+    body: TokenResponse
+    refresh_token: str
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def validate_signup(request: SignupRequest) -> tuple[str, str]:
+    """(normalized email, trimmed name), or ValidationFailed listing every bad field."""
+    email, name, password = normalize_email(request.email), request.name.strip(), request.password
+    errors = []
+    if not _EMAIL.match(email):
+        errors.append(("email", "Enter a valid email address"))
+    if not (
+        len(password) >= 8
+        and re.search(r"[a-z]", password)
+        and re.search(r"[A-Z]", password)
+        and re.search(r"\d", password)
+    ):
+        errors.append(
+            (
+                "password",
+                "Password needs at least 8 characters with an uppercase letter, a lowercase "
+                "letter and a digit",
+            )
+        )
+    if not 2 <= len(name) <= 50:
+        errors.append(("name", "Name must be 2 to 50 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+    return email, name
+
+
+def user_view(user: StoredUser) -> UserView:
+    return UserView(id=user.id, email=user.email, name=user.name)
+
+
+def profile_of(user: StoredUser) -> Profile:
+    accuracy = round(100 * user.total_correct / user.total_questions) if user.total_questions else 0
+    return Profile(
+        name=user.name,
+        email=user.email,
+        total_xp=user.total_xp,
+        total_gems=user.total_gems,
+        games_played=user.games_played,
+        best_score=user.best_score,
+        overall_accuracy=accuracy,
+        timer_multiplier=user.timer_multiplier,
+    )
+
+
+class Auth:
+    def __init__(self, accounts: Accounts, settings: Settings) -> None:
+        self.accounts = accounts
+        self.settings = settings
+
+    # --- tokens ----------------------------------------------------------------------------------
+
+    def _token(self, user_id: str, family: str, kind: str, lifetime: float) -> tuple[str, str]:
+        token_id, now = uuid.uuid4().hex, int(time.time())
+        claims = {
+            "sub": user_id,
+            "jti": token_id,
+            "fam": family,
+            "typ": kind,
+            "iat": now,
+            "exp": now + int(lifetime),
+        }
+        return jwt.encode(claims, self.settings.jwt_secret, algorithm="HS256"), token_id
+
+    def _claims(self, token: str, kind: str) -> dict[str, object]:
+        try:
+            claims: dict[str, object] = jwt.decode(
+                token,
+                self.settings.jwt_secret,
+                algorithms=["HS256"],
+                options={"require": ["sub", "jti", "fam", "typ", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("Token expired: refresh and retry") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("Invalid token: log in again") from None
+        if claims["typ"] != kind:
+            raise Unauthorized("Wrong kind of token: log in again")
+        return claims
+
+    # --- routes ----------------------------------------------------------------------------------
+
+    async def signup(self, request: SignupRequest) -> StoredUser:
+        email, name = validate_signup(request)
+        password_hash = await asyncio.to_thread(_hasher.hash, request.password)
+        user = StoredUser(
+            id=str(uuid.uuid4()),
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            created_at=datetime.now(UTC),
+        )
+        await self.accounts.create_user(user)
+        return user
+
+    async def login(self, request: LoginRequest) -> Issued:
+        email = normalize_email(request.email)
+        failures, window_ms = await self.accounts.login_failures(email)
+        if failures >= self.settings.login_max_failures:
+            raise TooManyAttempts(max(1, math.ceil(window_ms / 1000)))
+        user = await self.accounts.user_by_email(email)
+        if not await _password_matches(user, request.password):
+            await self._failed_login(email)
+        assert user is not None
+        await self.accounts.clear_login_failures(email)
+        family = uuid.uuid4().hex
+        issued, refresh_id = self._new_pair(user, family)
+        await self.accounts.start_family(family, refresh_id, self._refresh_ms)
+        return issued
+
+    async def _failed_login(self, email: str) -> None:
+        count = await self.accounts.record_login_failure(email, self.settings.login_lockout_seconds)
+        beyond = count - self.settings.login_slow_after
+        if beyond > 0:  # slow repeated failures down before refusing them outright
+            await asyncio.sleep(min(self.settings.login_slowdown_seconds * beyond, 5.0))
+        raise Unauthorized("Wrong email or password")
+
+    async def refresh(self, token: str | None) -> Issued:
+        if not token:
+            raise Unauthorized("Not logged in")
+        claims = self._claims(token, "refresh")
+        user_id, family = str(claims["sub"]), str(claims["fam"])
+        user = await self.accounts.user(user_id)
+        if user is None:
+            raise Unauthorized("Account not found: sign up again")
+        issued, refresh_id = self._new_pair(user, family)
+        outcome = await self.accounts.rotate(
+            family, str(claims["jti"]), refresh_id, self._refresh_ms
+        )
+        if outcome == -1:
+            raise Unauthorized("Refresh token reused: every session of this login was revoked")
+        if outcome == 0:
+            raise Unauthorized("Session expired or logged out: log in again")
+        return issued
+
+    async def logout(self, identity: Identity) -> None:
+        ttl_ms = math.ceil((identity.expires_at - time.time()) * 1000)
+        await self.accounts.revoke(identity.family, identity.token_id, ttl_ms)
+
+    @property
+    def _refresh_ms(self) -> int:
+        return int(self.settings.refresh_token_seconds * 1000)
+
+    def _new_pair(self, user: StoredUser, family: str) -> tuple[Issued, str]:
+        access, _ = self._token(user.id, family, "access", self.settings.access_token_seconds)
+        refresh, refresh_id = self._token(
+            user.id, family, "refresh", self.settings.refresh_token_seconds
+        )
+        return Issued(TokenResponse(access_token=access, user=user_view(user)), refresh), refresh_id
+
+    # --- who is calling --------------------------------------------------------------------------
+
+    async def authenticate(self, authorization: str | None) -> Identity:
+        """The caller of a route that needs an account: a valid, unrevoked access token."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Unauthorized("Log in first: send Authorization: Bearer <access token>")
+        claims = self._claims(authorization[7:].strip(), "access")
+        user_id, token_id = str(claims["sub"]), str(claims["jti"])
+        revoked, multiplier = await self.accounts.access_state(token_id, user_id)
+        if revoked:
+            raise Unauthorized("Token revoked: log in again")
+        return Identity(
+            user_id, token_id, str(claims["fam"]), float(str(claims["exp"])), multiplier
+        )
+
+    async def player(self, authorization: str | None, has_refresh_cookie: bool) -> Identity | None:
+        """The caller of a game route: a signed-in player, or None for an anonymous one.
+
+        A request with the refresh cookie but no access token is a signed-in player whose
+        client has not attached its token yet (the web client sends game calls with cookies
+        only, and on a 401 refreshes once and retries with a Bearer token).
+
+        While Redis is unreachable the revocation list cannot be read; a signed, unexpired
+        access token is then accepted (it lives 15 minutes at most), so signed-in players keep
+        playing fallback games like anonymous ones.
+        """
+        if authorization:
+            try:
+                return await self.authenticate(authorization)
+            except StorageUnavailable:
+                claims = self._claims(authorization[7:].strip(), "access")
+                return Identity(
+                    str(claims["sub"]),
+                    str(claims["jti"]),
+                    str(claims["fam"]),
+                    float(str(claims["exp"])),
+                )
+        if has_refresh_cookie:
+            raise Unauthorized("Access token missing: refresh and retry with a Bearer token")
+        return None
+
+
+async def _password_matches(user: StoredUser | None, password: str) -> bool:
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    try:
+        await asyncio.to_thread(_hasher.verify, stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return user is not None

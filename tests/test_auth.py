@@ -1,0 +1,360 @@
+"""Accounts, tokens, ownership and progression through the HTTP API, on both Redis storages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.questions import QuestionBank
+from app.settings import DEV_JWT_SECRET, Settings
+from tests.conftest import make_settings
+from tests.play import Json, answer, answer_body, new_game, results
+
+pytestmark = pytest.mark.parametrize("backend", ["redis-json", "redis"])
+
+PASSWORD = "Correct-Horse-9"
+
+
+@pytest.fixture
+async def api(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(request, backend, login_lockout_seconds=2, login_slowdown_seconds=0.05)
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def new_email() -> str:
+    return f"Player.{uuid.uuid4().hex[:10]}@Example.org "
+
+
+async def signup(client: httpx.AsyncClient, email: str | None = None) -> Json:
+    body = {"email": email or new_email(), "password": PASSWORD, "name": "Ada Player"}
+    response = await client.post("/auth/signup", json=body)
+    assert response.status_code == 201, response.text
+    created: Json = response.json()
+    return created
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    response = await client.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["accessToken"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_signup_login_profile(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    created = await signup(api, email)
+    assert created["user"]["email"] == email.strip().lower()
+    assert set(created["user"]) == {"id", "email", "name"}
+    response = await api.post("/auth/login", json={"email": email.upper(), "password": PASSWORD})
+    assert response.status_code == 200
+    assert "password" not in response.text.lower()
+    cookie = response.headers["set-cookie"].lower()
+    assert "refreshtoken=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    token = response.json()["accessToken"]
+    profile = (await api.get("/api/users/profile", headers=bearer(token))).json()
+    assert profile == {
+        "name": "Ada Player",
+        "email": email.strip().lower(),
+        "totalXp": 0,
+        "totalGems": 0,
+        "gamesPlayed": 0,
+        "bestScore": 0,
+        "overallAccuracy": 0,
+        "timerMultiplier": 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"email": "nope", "password": PASSWORD, "name": "Ada"}, {"email"}),
+        ({"email": "a@b.org", "password": "short1A", "name": "Ada"}, {"password"}),
+        ({"email": "a@b.org", "password": "alllowercase1", "name": "Ada"}, {"password"}),
+        ({"email": "a@b.org", "password": "NoDigitsHere", "name": "A"}, {"password", "name"}),
+        ({"email": "a@b.org", "password": PASSWORD, "name": "x" * 51}, {"name"}),
+    ],
+)
+async def test_signup_validation(api: httpx.AsyncClient, body: Json, fields: set[str]) -> None:
+    response = await api.post("/auth/signup", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert {e["field"] for e in response.json()["errors"]} == fields
+
+
+async def test_signup_rejects_bad_shapes(api: httpx.AsyncClient) -> None:
+    for body in (
+        {"email": "a@b.org"},
+        {"email": 1, "password": PASSWORD, "name": "Ada"},
+        {"email": "a@b.org", "password": PASSWORD, "name": "Ada", "admin": True},
+    ):
+        response = await api.post("/auth/signup", json=body)
+        assert response.status_code == 400
+        assert response.json()["error"]
+
+
+async def test_concurrent_duplicate_signups_make_one_account(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    body = {"email": email, "password": PASSWORD, "name": "Twin"}
+    responses = await asyncio.gather(*(api.post("/auth/signup", json=body) for _ in range(10)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 9
+    assert all(r.json()["error"] for r in responses if r.status_code == 409)
+    await login(api, email)
+
+
+async def test_wrong_password_and_unknown_email_are_401(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    await signup(api, email)
+    for body in (
+        {"email": email, "password": "Wrong-pass-1"},
+        {"email": new_email(), "password": PASSWORD},
+    ):
+        response = await api.post("/auth/login", json=body)
+        assert response.status_code == 401
+        assert response.json()["error"] == "Wrong email or password"
+
+
+async def test_login_throttling_slows_then_refuses_then_expires(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    await signup(api, email)
+    wrong = {"email": email, "password": "Wrong-pass-1"}
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        assert (await api.post("/auth/login", json=wrong)).status_code == 401
+        timings.append(time.perf_counter() - started)
+    assert timings[4] > timings[0] + 0.05  # the 4th and 5th failures were slowed down
+    refused = await api.post("/auth/login", json={"email": email, "password": PASSWORD})
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 2
+    await asyncio.sleep(2.1)
+    await login(api, email)  # the window expired
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    await signup(api, email)
+    await login(api, email)
+    first_cookie = api.cookies["refreshToken"]
+    rotated = await api.post("/auth/refresh")
+    assert rotated.status_code == 200
+    assert rotated.json()["user"]["email"] == email.strip().lower()
+    second_cookie = api.cookies["refreshToken"]
+    assert second_cookie != first_cookie
+    assert (
+        await api.get("/api/users/profile", headers=bearer(rotated.json()["accessToken"]))
+    ).status_code == 200
+
+    api.cookies.set("refreshToken", first_cookie)  # an attacker replays the used token
+    reused = await api.post("/auth/refresh")
+    assert reused.status_code == 401
+    assert "reused" in reused.json()["error"]
+    api.cookies.set("refreshToken", second_cookie)  # the legitimate one is revoked with it
+    assert (await api.post("/auth/refresh")).status_code == 401
+
+
+async def test_refresh_without_or_with_bad_cookie(api: httpx.AsyncClient) -> None:
+    assert (await api.post("/auth/refresh")).status_code == 401
+    api.cookies.set("refreshToken", "not-a-jwt")
+    response = await api.post("/auth/refresh")
+    assert response.status_code == 401
+    assert "refreshToken=" in response.headers["set-cookie"]  # cleared
+
+
+async def test_logout_revokes_access_and_refresh(api: httpx.AsyncClient) -> None:
+    email = new_email()
+    await signup(api, email)
+    token = await login(api, email)
+    assert (await api.post("/auth/logout", headers=bearer(token))).status_code == 200
+    refused = await api.get("/api/users/profile", headers=bearer(token))
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["error"]
+    assert (await api.post("/auth/logout", headers=bearer(token))).status_code == 401
+    assert (await api.post("/auth/refresh")).status_code == 401
+
+
+async def test_expired_tampered_and_wrong_kind_tokens(api: httpx.AsyncClient) -> None:
+    created = await signup(api)
+    user_id = created["user"]["id"]
+    now = int(time.time())
+    expired = jwt.encode(
+        {
+            "sub": user_id,
+            "jti": "x",
+            "fam": "f",
+            "typ": "access",
+            "iat": now - 100,
+            "exp": now - 10,
+        },
+        DEV_JWT_SECRET,
+        algorithm="HS256",
+    )
+    forged = jwt.encode(
+        {"sub": user_id, "jti": "x", "fam": "f", "typ": "access", "iat": now, "exp": now + 60},
+        "another-secret-of-the-same-length-as-the-real-one",
+        algorithm="HS256",
+    )
+    token = await login(api, created["user"]["email"])
+    tampered = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
+    refresh_as_access = api.cookies["refreshToken"]
+    for bad in (expired, forged, tampered, refresh_as_access, "garbage"):
+        response = await api.get("/api/users/profile", headers=bearer(bad))
+        assert response.status_code == 401, bad
+        assert response.json()["error"]
+    assert (await api.get("/api/users/profile")).status_code == 401
+
+
+async def test_settings(api: httpx.AsyncClient) -> None:
+    created = await signup(api)
+    token = await login(api, created["user"]["email"])
+    updated = await api.patch(
+        "/api/users/profile/settings", json={"timerMultiplier": 1.5}, headers=bearer(token)
+    )
+    assert updated.status_code == 200
+    assert updated.json()["timerMultiplier"] == 1.5
+    for bad in ({"timerMultiplier": 3}, {"timerMultiplier": "2"}, {}, {"x": 1}):
+        response = await api.patch("/api/users/profile/settings", json=bad, headers=bearer(token))
+        assert response.status_code == 400, bad
+    assert (
+        await api.patch("/api/users/profile/settings", json={"timerMultiplier": 2})
+    ).status_code == 401
+    profile = (await api.get("/api/users/profile", headers=bearer(token))).json()
+    assert profile["timerMultiplier"] == 1.5
+
+
+async def test_timer_multiplier_stretches_limits(
+    api: httpx.AsyncClient, bank: QuestionBank
+) -> None:
+    created = await signup(api)
+    token = await login(api, created["user"]["email"])
+    await api.patch(
+        "/api/users/profile/settings", json={"timerMultiplier": 2.0}, headers=bearer(token)
+    )
+    game = await new_game_as(api, token)
+    # 40 s left of a 50 s (2 x 25) timer: not over the limit, and fast enough for the top bonus
+    reply = await api.post(
+        "/api/game/answer", json=answer_body(game, 0, bank, remaining=40), headers=bearer(token)
+    )
+    assert (reply.json()["flagged"], reply.json()["speedBonus"]) == (False, 50)
+
+
+async def new_game_as(client: httpx.AsyncClient, token: str | None) -> Json:
+    headers = bearer(token) if token else {}
+    response = await client.post("/api/game/session", headers=headers)
+    assert response.status_code == 201, response.text
+    game: Json = response.json()
+    return game
+
+
+async def test_owned_sessions_are_private(api: httpx.AsyncClient, bank: QuestionBank) -> None:
+    alice = await signup(api)
+    alice_token = await login(api, alice["user"]["email"])
+    bob = await signup(api)
+    bob_token = await login(api, bob["user"]["email"])
+    api.cookies.clear()
+    game = await new_game_as(api, alice_token)
+    body = answer_body(game, 0, bank)
+    sid = game["sessionId"]
+    for headers in (bearer(bob_token), {}):
+        refused = await api.post("/api/game/answer", json=body, headers=headers)
+        assert refused.status_code == 403
+        assert refused.json()["error"]
+        assert (await api.get(f"/api/game/results/{sid}", headers=headers)).status_code == 403
+    assert (
+        await api.post("/api/game/answer", json=body, headers=bearer(alice_token))
+    ).status_code == 200
+    mine = await api.get(f"/api/game/results/{sid}", headers=bearer(alice_token))
+    assert len(mine.json()["answers"]) == 1
+    anonymous = await new_game(api)  # anonymous games stay open to whoever holds the id
+    await answer(api, answer_body(anonymous, 0, bank))
+    ok = await api.post(
+        "/api/game/answer", json=answer_body(anonymous, 1, bank), headers=bearer(bob_token)
+    )
+    assert ok.status_code == 200
+
+
+async def test_web_client_flow(api: httpx.AsyncClient, bank: QuestionBank) -> None:
+    """Refresh on page load, log in, game calls with cookies only, refresh once on 401."""
+    assert (await api.post("/auth/refresh")).status_code == 401  # page load, logged out
+    email = new_email()
+    await signup(api, email)
+    await login(api, email)
+    cookie_only = await api.post("/api/game/session")
+    assert cookie_only.status_code == 401
+    token = (await api.post("/auth/refresh")).json()["accessToken"]
+    game = await new_game_as(api, token)
+    assert (
+        await api.post("/api/game/answer", json=answer_body(game, 0, bank), headers=bearer(token))
+    ).status_code == 200
+
+
+async def play_to_the_end(
+    client: httpx.AsyncClient, game: Json, bank: QuestionBank, token: str, count: int = 10
+) -> None:
+    for i in range(count):
+        reply = await client.post(
+            "/api/game/answer",
+            json=answer_body(game, i, bank, correct=i % 2 == 0),
+            headers=bearer(token),
+        )
+        assert reply.status_code == 200, reply.text
+
+
+async def test_progression_exactly_once(api: httpx.AsyncClient, bank: QuestionBank) -> None:
+    created = await signup(api)
+    token = await login(api, created["user"]["email"])
+    game = await new_game_as(api, token)
+    await play_to_the_end(api, game, bank, token, count=9)
+    partial = await api.get(f"/api/game/results/{game['sessionId']}", headers=bearer(token))
+    assert partial.json()["progression"] is None  # incomplete: nothing awarded
+    await play_to_the_end(api, game, bank, token)
+    calls = await asyncio.gather(
+        *(
+            api.get(f"/api/game/results/{game['sessionId']}", headers=bearer(token))
+            for _ in range(20)
+        )
+    )
+    bodies = [c.json() for c in calls]
+    correct = bodies[0]["totalCorrect"]
+    assert {(b["progression"]["xpEarned"], b["progression"]["gemsEarned"]) for b in bodies} == {
+        (50 + correct, 10 + correct)
+    }
+    profile = (await api.get("/api/users/profile", headers=bearer(token))).json()
+    assert (profile["totalXp"], profile["totalGems"], profile["gamesPlayed"]) == (
+        50 + correct,
+        10 + correct,
+        1,
+    )
+    assert profile["bestScore"] == bodies[0]["totalScore"]
+    assert profile["overallAccuracy"] == round(100 * correct / 10)
+
+
+async def test_anonymous_games_award_nothing(api: httpx.AsyncClient, bank: QuestionBank) -> None:
+    game = await new_game(api)
+    for i in range(10):
+        await answer(api, answer_body(game, i, bank))
+    assert (await results(api, game["sessionId"]))["progression"] is None
+
+
+def test_production_refuses_the_development_secret(backend: str) -> None:
+    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+        create_app(Settings(environment="production", cookie_secure=True))
+    with pytest.raises(RuntimeError, match="COOKIE_SECURE"):
+        create_app(Settings(environment="production", jwt_secret="s" * 40))
+    create_app(Settings(environment="production", jwt_secret="s" * 40, cookie_secure=True))

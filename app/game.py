@@ -83,7 +83,7 @@ class Game:
         )
         user_id = player.user_id if player else None
         stored, duplicate, completed = await self.store.submit(session_id, candidate, user_id)
-        self.metrics.answers.labels("duplicate" if duplicate else "accepted").inc()
+        (self.metrics.answers_duplicated if duplicate else self.metrics.answers_accepted).inc()
         if completed:
             self.metrics.sessions_completed.inc()
         return AnswerResult(

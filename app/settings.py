@@ -46,6 +46,7 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_seconds: int = 15 * 60
     login_slowdown_seconds: float = 1.0
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,1 @@
+"""Load generator and benchmarks of the game service (not part of the service)."""

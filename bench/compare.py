@@ -262,6 +262,13 @@ def compare(players: int, duration: float, rounds: int, sessions: int) -> None:
             json_url,
             False,
         ),
+        Variant(
+            "floor, auto-pipelined",
+            "bench.variants:floor_app",
+            {"REDIS_URL": json_url, "FLOOR_PIPELINE": "true"},
+            json_url,
+            False,
+        ),
         Variant("service, memory store", "app.main:app", {"USE_MEMORY_SESSIONS": "true"}, None),
         Variant("service, RedisJSON", "app.main:app", {"REDIS_URL": json_url}, json_url),
         Variant("service, plain Redis", "app.main:app", {"REDIS_URL": plain_url}, plain_url),

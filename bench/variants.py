@@ -29,7 +29,7 @@ from starlette.routing import Route
 from app import rules
 from app.models import AnswerRequest, CreateSessionRequest
 from app.questions import QuestionBank
-from app.redis_store import connect
+from app.redis_store import AutoPipeline, connect, evalsha
 from app.settings import Settings
 
 TTL = 3600
@@ -91,9 +91,11 @@ return 1
 
 
 def floor_app() -> Starlette:
+    """With FLOOR_PIPELINE=true its EVALSHA calls go through the service's AutoPipeline."""
     state: dict[str, Any] = {}
     redis = state["redis"] = _redis()
     script = redis.register_script(FLOOR_SCRIPT)
+    pipeline = AutoPipeline(redis) if os.environ.get("FLOOR_PIPELINE") == "true" else None
 
     async def create(request: Request) -> Response:
         ids = _decode_create(await request.body()).question_ids or []
@@ -105,7 +107,11 @@ def floor_app() -> Starlette:
     async def answer(request: Request) -> Response:
         body = _decode_answer(await request.body())
         entry = _encode([body.question_id, body.selected_option, body.time_remaining])
-        ok = await script(keys=[f"session:{body.session_id}"], args=[entry, TTL * 1000])
+        key = f"session:{body.session_id}"
+        if pipeline is None:
+            ok = await script(keys=[key], args=[entry, TTL * 1000])
+        else:
+            ok = await evalsha(pipeline, script, key, entry, TTL * 1000)
         return _json({"questionId": body.question_id, "stored": bool(ok)})
 
     return Starlette(

@@ -206,3 +206,17 @@ async def test_storage_is_detected(redis_url: str, plain_redis_url: str) -> None
         client: Redis = connect(Settings(redis_url=url))
         assert await detect_storage(client) == expected
         await client.aclose()
+
+
+@pytest.mark.parametrize("backend", ["redis-json", "redis"])
+async def test_scripts_are_reloaded_after_script_flush(
+    store: SessionStore, bank: QuestionBank
+) -> None:
+    """A restarted or failed-over Redis has no scripts: NOSCRIPT reloads them once."""
+    assert isinstance(store, RedisStore)
+    sid, session = await new_session(store, bank)
+    await store.client.script_flush()
+    submission = await store.submit(sid, candidate(bank, session.question_ids[0]))
+    assert not submission.duplicate
+    await store.client.script_flush()
+    assert len((await store.load(sid)).answers) == 1

@@ -29,7 +29,7 @@ def main() -> int:
     cmp.add_argument("--players", type=int, default=50)
     cmp.add_argument("--duration", type=float, default=5.0, help="seconds per variant and round")
     cmp.add_argument("--rounds", type=int, default=3)
-    cmp.add_argument("--sessions", type=int, default=2000, help="sessions created per round")
+    cmp.add_argument("--sessions", type=int, default=3000, help="sessions created per round")
     smoke = commands.add_parser("smoke", help="a few seconds against a local server: CI")
     smoke.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()

@@ -117,6 +117,8 @@ class Variant:
             ],
             cwd=ROOT,
             env={**os.environ, **self.env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # the service's request log: written, not shown
         )
 
     def wait_ready(self) -> None:

@@ -208,7 +208,8 @@ async def run_games(
     redis_url: str | None,
 ) -> int:
     """Play games; print throughput, latency, errors, integrity and Redis cost. Returns the
-    number of acknowledged answers missing, changed or doubled (0 for this service)."""
+    number of error responses plus acknowledged answers missing, changed or doubled (0 for
+    this service)."""
     stats = Stats()
     cost = RedisCost(redis_url) if redis_url else None
     games = [max_games]
@@ -229,4 +230,5 @@ async def run_games(
         )
     integrity = await check_integrity(url, stats)
     print(f"integrity: {integrity}")
-    return integrity["missing"] + integrity["changed"] + integrity["doubled"]
+    errors = sum(stats.errors().values())
+    return errors + integrity["missing"] + integrity["changed"] + integrity["doubled"]

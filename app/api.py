@@ -10,7 +10,7 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app import __version__
+from app import __version__, openapi
 from app.auth import (
     REFRESH_COOKIE,
     TIMER_MULTIPLIERS,
@@ -217,6 +217,13 @@ async def health(request: Request) -> Response:
             version=__version__,
         )
     )
+
+
+_OPENAPI = _encode(openapi.build())
+
+
+async def openapi_document(request: Request) -> Response:
+    return Response(_OPENAPI, media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:

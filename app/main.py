@@ -47,6 +47,7 @@ ROUTES = [
     Route("/api/users/profile/settings", api.update_settings, methods=["PATCH"]),
     Route("/health", api.health, methods=["GET"]),
     Route("/metrics", api.metrics, methods=["GET"]),
+    Route("/openapi.json", api.openapi_document, methods=["GET"]),
 ]
 
 

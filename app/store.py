@@ -120,11 +120,6 @@ class MemoryStore:
     def drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
-    def ttl(self, session_id: str) -> float | None:
-        """Seconds left, or None if absent."""
-        entry = self._sessions.get(session_id)
-        return None if entry is None else entry[0] - self._clock()
-
     def _get(self, session_id: str, user_id: str | None) -> StoredSession:
         """Decode a session and slide its TTL: the owner's read counts as use even if a write
         is then refused; a stranger's does not."""

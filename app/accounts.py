@@ -31,6 +31,7 @@ class Accounts:
         self._scripts: dict[str, Any] = {}
 
     async def _run(self, operation: Callable[[Redis, Storage], Awaitable[T]]) -> T:
+        """Run `operation` on Redis, labelled in the metrics as account:<its name>."""
         if self._sessions is None:
             raise StorageUnavailable(
                 "Accounts need Redis: this instance runs with USE_MEMORY_SESSIONS=true"
@@ -39,7 +40,7 @@ class Accounts:
         async def call(redis: RedisStore) -> T:
             return await operation(redis.client, redis.storage)
 
-        return await self._sessions.run(call)
+        return await self._sessions.run(f"account:{operation.__name__}", call)
 
     def _script(self, client: Redis, name: str) -> Any:
         if name not in self._scripts:
@@ -51,7 +52,7 @@ class Accounts:
     async def create_user(self, user: StoredUser) -> None:
         """Store a new user and claim its email together (WATCH/MULTI); EmailTaken if taken."""
 
-        async def create(client: Redis, storage: Storage) -> None:
+        async def create_user(client: Redis, storage: Storage) -> None:
             email_key, document = keys.email(user.email), _encode(user)
             for _ in range(_SIGNUP_ATTEMPTS):
                 async with client.pipeline(transaction=True) as pipe:
@@ -68,27 +69,30 @@ class Accounts:
                         continue  # someone claimed or released the email meanwhile: look again
             raise StorageUnavailable("Too many concurrent signups for this email; retry")
 
-        await self._run(create)
+        await self._run(create_user)
 
     async def user_by_email(self, email: str) -> StoredUser | None:
-        async def find(client: Redis, storage: Storage) -> StoredUser | None:
+        async def user_by_email(client: Redis, storage: Storage) -> StoredUser | None:
             user_id = await client.get(keys.email(email))
             if user_id is None:
                 return None
             return await _read_user(client, storage, _text(user_id))
 
-        return await self._run(find)
+        return await self._run(user_by_email)
 
     async def user(self, user_id: str) -> StoredUser | None:
-        return await self._run(lambda client, storage: _read_user(client, storage, user_id))
+        async def read_user(client: Redis, storage: Storage) -> StoredUser | None:
+            return await _read_user(client, storage, user_id)
+
+        return await self._run(read_user)
 
     async def set_timer_multiplier(self, user_id: str, multiplier: float) -> StoredUser | None:
-        async def update(client: Redis, storage: Storage) -> StoredUser | None:
+        async def update_settings(client: Redis, storage: Storage) -> StoredUser | None:
             script = self._script(client, "update_settings")
             raw = await script(keys=[keys.user(user_id)], args=[multiplier, storage])
             return None if raw is None else _decode_user(raw)
 
-        return await self._run(update)
+        return await self._run(update_settings)
 
     async def award(
         self,
@@ -101,7 +105,7 @@ class Accounts:
     ) -> Progression | None:
         """Add a finished game's progression once; later calls return the first award."""
 
-        async def award(client: Redis, storage: Storage) -> Progression | None:
+        async def award_progression(client: Redis, storage: Storage) -> Progression | None:
             script = self._script(client, "award_progression")
             reply = await script(
                 keys=[keys.user(user_id), keys.awards(user_id)],
@@ -119,14 +123,14 @@ class Accounts:
                 return None
             return Progression(xp_earned=reply[0], gems_earned=reply[1])
 
-        return await self._run(award)
+        return await self._run(award_progression)
 
     # --- tokens ----------------------------------------------------------------------------------
 
     async def access_state(self, token_id: str, user_id: str) -> tuple[bool, float]:
         """(revoked?, timer multiplier) of an access token's holder, in one round trip."""
 
-        async def state(client: Redis, storage: Storage) -> tuple[bool, float]:
+        async def access_state(client: Redis, storage: Storage) -> tuple[bool, float]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.exists(keys.blacklist(token_id))
                 if storage == "json":
@@ -140,63 +144,63 @@ class Accounts:
                 return bool(revoked), float(raw)
             return bool(revoked), _decode_user(raw).timer_multiplier
 
-        return await self._run(state)
+        return await self._run(access_state)
 
     async def start_family(self, family: str, token_id: str, ttl_ms: int) -> None:
-        async def start(client: Redis, storage: Storage) -> None:
+        async def start_family(client: Redis, storage: Storage) -> None:
             await client.set(keys.refresh(family), token_id, px=ttl_ms)
 
-        await self._run(start)
+        await self._run(start_family)
 
     async def rotate(self, family: str, old_id: str, new_id: str, ttl_ms: int) -> int:
-        async def rotate(client: Redis, storage: Storage) -> int:
+        async def rotate_refresh(client: Redis, storage: Storage) -> int:
             script = self._script(client, "rotate_refresh")
             result: int = await script(keys=[keys.refresh(family)], args=[old_id, new_id, ttl_ms])
             return result
 
-        return await self._run(rotate)
+        return await self._run(rotate_refresh)
 
     async def revoke(self, family: str, access_id: str, access_ttl_ms: int) -> None:
         """Logout: the refresh family is deleted and the access token blacklisted until expiry."""
 
-        async def revoke(client: Redis, storage: Storage) -> None:
+        async def revoke_tokens(client: Redis, storage: Storage) -> None:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.refresh(family))
                 if access_ttl_ms > 0:
                     pipe.set(keys.blacklist(access_id), 1, px=access_ttl_ms)
                 await pipe.execute()
 
-        await self._run(revoke)
+        await self._run(revoke_tokens)
 
     # --- login throttling ------------------------------------------------------------------------
 
     async def login_failures(self, email: str) -> tuple[int, int]:
         """(failed attempts in the current window, milliseconds until the window ends)."""
 
-        async def read(client: Redis, storage: Storage) -> tuple[int, int]:
+        async def login_failures(client: Redis, storage: Storage) -> tuple[int, int]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.get(keys.login_failures(email))
                 pipe.pttl(keys.login_failures(email))
                 count, ttl = await pipe.execute()
             return int(count or 0), max(int(ttl), 0)
 
-        return await self._run(read)
+        return await self._run(login_failures)
 
     async def record_login_failure(self, email: str, window_seconds: int) -> int:
-        async def record(client: Redis, storage: Storage) -> int:
+        async def record_login_failure(client: Redis, storage: Storage) -> int:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.incr(keys.login_failures(email))
                 pipe.expire(keys.login_failures(email), window_seconds, nx=True)
                 count, _ = await pipe.execute()
             return int(count)
 
-        return await self._run(record)
+        return await self._run(record_login_failure)
 
     async def clear_login_failures(self, email: str) -> None:
-        async def clear(client: Redis, storage: Storage) -> None:
+        async def clear_login_failures(client: Redis, storage: Storage) -> None:
             await client.delete(keys.login_failures(email))
 
-        await self._run(clear)
+        await self._run(clear_login_failures)
 
 
 def _write_user(pipe: Any, storage: Storage, user_id: str, document: bytes) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -110,15 +111,20 @@ class FallbackStore:
             redis_latency_ms=None if latency is None else round(latency * 1000, 3),
         )
 
-    async def run(self, operation: Callable[[RedisStore], Awaitable[T]]) -> T:
-        """Run another Redis operation (accounts) through the same breaker and bounds."""
+    async def run(self, name: str, operation: Callable[[RedisStore], Awaitable[T]]) -> T:
+        """Run another Redis operation (accounts) through the same breaker, bounds and
+        metrics; `name` labels it in redis_call_duration_seconds and redis_errors_total."""
         redis = self._required()
 
         async def call() -> T:
+            started = time.perf_counter()
             try:
                 return await operation(redis)
             except RedisFailure as exc:
+                self._metrics.redis_errors.labels(name).inc()
                 raise StorageUnavailable() from exc
+            finally:
+                self._metrics.observe_redis(name, time.perf_counter() - started)
 
         return await self._guard(call())
 

@@ -96,7 +96,12 @@ def user_view(user: StoredUser) -> UserView:
 
 
 def profile_of(user: StoredUser) -> Profile:
-    accuracy = round(100 * user.total_correct / user.total_questions) if user.total_questions else 0
+    # Half up, as the web client's Math.round would (Python's round() goes half to even).
+    accuracy = (
+        math.floor(100 * user.total_correct / user.total_questions + 0.5)
+        if user.total_questions
+        else 0
+    )
     return Profile(
         name=user.name,
         email=user.email,

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import rules
+from app.auth import profile_of
 from app.errors import QuestionNotInSession, WagerNotAllowed, WagerTooHigh
-from app.models import AnswerCandidate, Question, StoredSession, WagerResult
+from app.models import AnswerCandidate, Question, StoredSession, StoredUser, WagerResult
 
 LIMIT, FINAL_LIMIT = 25.0, 50.0
 
@@ -188,3 +189,19 @@ def test_wager_result_and_final_counts_as_correct() -> None:
     assert results.total_score == 225
     assert results.wager_result == WagerResult(wager_amount=75, won=True, points_change=75)
     assert results.progression is None
+
+
+def test_accuracy_rounds_half_up() -> None:
+    def accuracy(correct: int, questions: int) -> int:
+        user = StoredUser(
+            id="u",
+            email="a@b.org",
+            name="Ada",
+            password_hash="x",
+            created_at=datetime.now(UTC),
+            total_correct=correct,
+            total_questions=questions,
+        )
+        return profile_of(user).overall_accuracy
+
+    assert (accuracy(5, 8), accuracy(1, 8), accuracy(0, 0), accuracy(7, 10)) == (63, 13, 0, 70)

@@ -40,7 +40,10 @@ class Accounts:
         async def call(redis: RedisStore) -> T:
             return await operation(redis.client, redis.storage)
 
-        return await self._sessions.run(f"account:{operation.__name__}", call)
+        try:
+            return await self._sessions.run(f"account:{operation.__name__}", call)
+        except StorageUnavailable as exc:
+            raise StorageUnavailable("Accounts are temporarily unavailable; retry shortly") from exc
 
     def _script(self, client: Redis, name: str) -> Any:
         if name not in self._scripts:

@@ -153,6 +153,12 @@ async def test_killed_redis_fallback_and_write_back(
     ):
         before = await new_game(a)
         early = [await answer(a, answer_body(before, i, bank)) for i in range(3)]
+        account = {"email": f"{restart}@example.org", "password": "Correct-Horse-9", "name": "Ada"}
+        assert (await b.post("/auth/signup", json=account)).status_code == 201
+        credentials = {"email": account["email"], "password": account["password"]}
+        login = await b.post("/auth/login", json=credentials)
+        bearer = {"authorization": f"Bearer {login.json()['accessToken']}"}
+        b.cookies.clear()
 
         redis_server.stop()  # SIGKILL
         refused = await a.post("/api/game/answer", json=answer_body(before, 3, bank))
@@ -169,11 +175,20 @@ async def test_killed_redis_fallback_and_write_back(
 
         during = await new_game(a)
         assert during["degraded"] is True
+        refused_login = await b.post("/auth/login", json=credentials)
+        assert refused_login.status_code == 503
+        assert refused_login.headers["retry-after"]
+        assert "Accounts" in refused_login.json()["error"]
+        b.cookies.clear()
+        # A signed-in player's token still works for a fallback game (documented trade-off).
+        owned = await a.post("/api/game/session", headers=bearer)
+        assert owned.status_code == 201
+        assert owned.json()["degraded"] is True
         acknowledged = [await answer(a, answer_body(during, i, bank)) for i in range(4)]
         assert (await results(a, during["sessionId"]))["degraded"] is True
         elsewhere = await b.get(f"/api/game/results/{during['sessionId']}")
         assert elsewhere.status_code == 503  # not 404: b cannot know while Redis is down
-        assert (await wait_for(a, "fallbackSessions", 1))["status"] == "degraded"
+        assert (await wait_for(a, "fallbackSessions", 2))["status"] == "degraded"
 
         if restart == "empty":
             shutil.rmtree(redis_server.directory)

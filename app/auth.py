@@ -8,6 +8,7 @@ cookie; each refresh rotates it, and presenting a used one revokes its whole fam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import time
@@ -223,16 +224,23 @@ class Auth:
 
     async def authenticate(self, authorization: str | None) -> Identity:
         """The caller of a route that needs an account: a valid, unrevoked access token."""
+        return await self._unrevoked(self._signed(authorization))
+
+    def _signed(self, authorization: str | None) -> Identity:
+        """The identity a Bearer access token claims, checked for signature and expiry only."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthorized("Log in first: send Authorization: Bearer <access token>")
         claims = self._claims(authorization[7:].strip(), "access")
-        user_id, token_id = str(claims["sub"]), str(claims["jti"])
-        revoked, multiplier = await self.accounts.access_state(token_id, user_id)
+        return Identity(
+            str(claims["sub"]), str(claims["jti"]), str(claims["fam"]), float(str(claims["exp"]))
+        )
+
+    async def _unrevoked(self, identity: Identity) -> Identity:
+        """The identity with its timer multiplier, unless its token or account is revoked."""
+        revoked, multiplier = await self.accounts.access_state(identity.token_id, identity.user_id)
         if revoked:
             raise Unauthorized("Token revoked: log in again")
-        return Identity(
-            user_id, token_id, str(claims["fam"]), float(str(claims["exp"])), multiplier
-        )
+        return dataclasses.replace(identity, timer_multiplier=multiplier)
 
     async def player(self, authorization: str | None, has_refresh_cookie: bool) -> Identity | None:
         """The caller of a game route: a signed-in player, or None for an anonymous one.
@@ -246,16 +254,11 @@ class Auth:
         playing fallback games like anonymous ones.
         """
         if authorization:
+            identity = self._signed(authorization)
             try:
-                return await self.authenticate(authorization)
+                return await self._unrevoked(identity)
             except StorageUnavailable:
-                claims = self._claims(authorization[7:].strip(), "access")
-                return Identity(
-                    str(claims["sub"]),
-                    str(claims["jti"]),
-                    str(claims["fam"]),
-                    float(str(claims["exp"])),
-                )
+                return identity
         if has_refresh_cookie:
             raise Unauthorized("Access token missing: refresh and retry with a Bearer token")
         return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -78,17 +77,7 @@ class FallbackStore:
     ) -> Submission:
         if self.memory.holds(session_id):
             return await self.memory.submit(session_id, answer, user_id)
-        redis = self._required()
-        try:  # the hot path: _guard's logic inline, without a coroutine more per answer
-            submission = await redis.submit(session_id, answer, user_id)
-        except StorageUnavailable:
-            self.breaker.record_failure()
-            raise
-        except GameError:
-            self.breaker.record_success()
-            raise
-        self.breaker.record_success()
-        return submission
+        return await self._guard(self._required().submit(session_id, answer, user_id))
 
     async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
         if self.memory.holds(session_id):
@@ -115,18 +104,7 @@ class FallbackStore:
         """Run another Redis operation (accounts) through the same breaker, bounds and
         metrics; `name` labels it in redis_call_duration_seconds and redis_errors_total."""
         redis = self._required()
-
-        async def call() -> T:
-            started = time.perf_counter()
-            try:
-                return await operation(redis)
-            except RedisFailure as exc:
-                self._metrics.redis_errors.labels(name).inc()
-                raise StorageUnavailable() from exc
-            finally:
-                self._metrics.observe_redis(name, time.perf_counter() - started)
-
-        return await self._guard(call())
+        return await self._guard(redis.measured(name, operation(redis)))
 
     # --- Redis access through the breaker -------------------------------------------------------
 

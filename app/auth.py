@@ -13,6 +13,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,8 +21,9 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.accounts import Accounts
+from app.accounts import AccountStore
 from app.errors import (
+    InvalidInput,
     StorageUnavailable,
     TooManyAttempts,
     Unauthorized,
@@ -35,14 +37,12 @@ from app.models import (
     TokenResponse,
     UserView,
 )
+from app.scripts import Rotated
 from app.settings import Settings
 
 TIMER_MULTIPLIERS = (1.0, 1.5, 2.0)
 REFRESH_COOKIE = "refreshToken"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_hasher = PasswordHasher()  # argon2id with the library's current recommended cost
-# Verified against when the email is unknown, so both answers take the same time.
-_DUMMY_HASH = _hasher.hash("not a real password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,20 @@ class Identity:
     family: str
     expires_at: float
     timer_multiplier: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a game request carries to say who is calling."""
+
+    authorization: str | None = None
+    has_refresh_cookie: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CookiePolicy:
+    max_age: int
+    secure: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +129,35 @@ def profile_of(user: StoredUser) -> Profile:
     )
 
 
+Sleep = Callable[[float], Awaitable[None]]
+
+
 class Auth:
-    def __init__(self, accounts: Accounts, settings: Settings) -> None:
+    """The account service: every account route calls one method here.
+
+    `clock` (wall-clock seconds, for token times) and `sleep` (the login slow-down) are
+    injected so tests need not wait in real time.
+    """
+
+    def __init__(
+        self,
+        accounts: AccountStore,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.accounts = accounts
         self.settings = settings
+        self.cookie = CookiePolicy(settings.refresh_token_seconds, settings.cookie_secure)
+        self._clock = clock
+        self._sleep = sleep
+        self._hasher = PasswordHasher()  # argon2id with the library's current recommended cost
+        self._dummy_hash: str | None = None  # made on first need, off the event loop
 
     # --- tokens ----------------------------------------------------------------------------------
 
     def _token(self, user_id: str, family: str, kind: str, lifetime: float) -> tuple[str, str]:
-        token_id, now = uuid.uuid4().hex, int(time.time())
+        token_id, now = uuid.uuid4().hex, int(self._clock())
         claims = {
             "sub": user_id,
             "jti": token_id,
@@ -140,27 +174,27 @@ class Auth:
                 token,
                 self.settings.jwt_secret,
                 algorithms=["HS256"],
-                options={"require": ["sub", "jti", "fam", "typ", "exp"]},
+                options={"require": ["sub", "jti", "fam", "typ", "exp"], "verify_exp": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("Token expired: refresh and retry") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("Invalid token: log in again") from None
         if claims["typ"] != kind:
             raise Unauthorized("Wrong kind of token: log in again")
+        if not isinstance(claims["exp"], int | float) or claims["exp"] <= self._clock():
+            raise Unauthorized("Token expired: refresh and retry")
         return claims
 
     # --- routes ----------------------------------------------------------------------------------
 
     async def signup(self, request: SignupRequest) -> StoredUser:
         email, name = validate_signup(request)
-        password_hash = await asyncio.to_thread(_hasher.hash, request.password)
+        password_hash = await asyncio.to_thread(self._hasher.hash, request.password)
         user = StoredUser(
             id=str(uuid.uuid4()),
             email=email,
             name=name,
             password_hash=password_hash,
-            created_at=datetime.now(UTC),
+            created_at=datetime.fromtimestamp(self._clock(), UTC),
         )
         await self.accounts.create_user(user)
         return user
@@ -171,7 +205,7 @@ class Auth:
         if failures >= self.settings.login_max_failures:
             raise TooManyAttempts(max(1, math.ceil(window_ms / 1000)))
         user = await self.accounts.user_by_email(email)
-        if not await _password_matches(user, request.password):
+        if not await self._password_matches(user, request.password):
             await self._failed_login(email)
         assert user is not None
         await self.accounts.clear_login_failures(email)
@@ -180,11 +214,26 @@ class Auth:
         await self.accounts.start_family(family, refresh_id, self._refresh_ms)
         return issued
 
+    async def _password_matches(self, user: StoredUser | None, password: str) -> bool:
+        """Verify against the player's hash, or against a dummy one when the email is unknown,
+        so both answers take the same time."""
+        if user is not None:
+            stored = user.password_hash
+        else:
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(self._hasher.hash, "not a password")
+            stored = self._dummy_hash
+        try:
+            await asyncio.to_thread(self._hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return user is not None
+
     async def _failed_login(self, email: str) -> None:
         count = await self.accounts.record_login_failure(email, self.settings.login_lockout_seconds)
         beyond = count - self.settings.login_slow_after
         if beyond > 0:  # slow repeated failures down before refusing them outright
-            await asyncio.sleep(min(self.settings.login_slowdown_seconds * beyond, 5.0))
+            await self._sleep(min(self.settings.login_slowdown_seconds * beyond, 5.0))
         raise Unauthorized("Wrong email or password")
 
     async def refresh(self, token: str | None) -> Issued:
@@ -192,22 +241,31 @@ class Auth:
             raise Unauthorized("Not logged in")
         claims = self._claims(token, "refresh")
         user_id, family = str(claims["sub"]), str(claims["fam"])
-        user = await self.accounts.user(user_id)
-        if user is None:
-            raise Unauthorized("Account not found: sign up again")
+        user = _existing(await self.accounts.user(user_id))
         issued, refresh_id = self._new_pair(user, family)
         outcome = await self.accounts.rotate(
             family, str(claims["jti"]), refresh_id, self._refresh_ms
         )
-        if outcome == -1:
+        if outcome == Rotated.REUSED:
             raise Unauthorized("Refresh token reused: every session of this login was revoked")
-        if outcome == 0:
+        if outcome == Rotated.ENDED:
             raise Unauthorized("Session expired or logged out: log in again")
         return issued
 
-    async def logout(self, identity: Identity) -> None:
-        ttl_ms = math.ceil((identity.expires_at - time.time()) * 1000)
+    async def logout(self, authorization: str | None) -> None:
+        identity = await self.authenticate(authorization)
+        ttl_ms = math.ceil((identity.expires_at - self._clock()) * 1000)
         await self.accounts.revoke(identity.family, identity.token_id, ttl_ms)
+
+    async def profile(self, authorization: str | None) -> Profile:
+        identity = await self.authenticate(authorization)
+        return profile_of(_existing(await self.accounts.user(identity.user_id)))
+
+    async def update_settings(self, identity: Identity, timer_multiplier: float) -> Profile:
+        if timer_multiplier not in TIMER_MULTIPLIERS:
+            raise InvalidInput("timerMultiplier must be one of 1.0, 1.5 or 2.0")
+        user = await self.accounts.set_timer_multiplier(identity.user_id, timer_multiplier)
+        return profile_of(_existing(user))
 
     @property
     def _refresh_ms(self) -> int:
@@ -242,7 +300,7 @@ class Auth:
             raise Unauthorized("Token revoked: log in again")
         return dataclasses.replace(identity, timer_multiplier=multiplier)
 
-    async def player(self, authorization: str | None, has_refresh_cookie: bool) -> Identity | None:
+    async def player(self, credentials: Credentials) -> Identity | None:
         """The caller of a game route: a signed-in player, or None for an anonymous one.
 
         A request with the refresh cookie but no access token is a signed-in player whose
@@ -253,21 +311,19 @@ class Auth:
         access token is then accepted (it lives 15 minutes at most), so signed-in players keep
         playing fallback games like anonymous ones.
         """
-        if authorization:
-            identity = self._signed(authorization)
+        if credentials.authorization:
+            identity = self._signed(credentials.authorization)
             try:
                 return await self._unrevoked(identity)
             except StorageUnavailable:
                 return identity
-        if has_refresh_cookie:
+        if credentials.has_refresh_cookie:
             raise Unauthorized("Access token missing: refresh and retry with a Bearer token")
         return None
 
 
-async def _password_matches(user: StoredUser | None, password: str) -> bool:
-    stored = user.password_hash if user is not None else _DUMMY_HASH
-    try:
-        await asyncio.to_thread(_hasher.verify, stored, password)
-    except (VerificationError, InvalidHashError):
-        return False
-    return user is not None
+def _existing(user: StoredUser | None) -> StoredUser:
+    """The player a valid token names; their account may have gone since it was issued."""
+    if user is None:
+        raise Unauthorized("Account not found: sign up again")
+    return user

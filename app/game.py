@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app import rules
-from app.accounts import Accounts
-from app.auth import Identity
+import msgspec
+
+from app import __version__, rules
+from app.accounts import AccountStore
+from app.auth import Auth, Credentials
 from app.errors import SessionNotFound, StorageUnavailable
 from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
     AnswerResult,
     CreateSessionResponse,
+    Health,
     Progression,
     Results,
     StoredSession,
@@ -33,31 +37,39 @@ def parse_session_id(raw: str) -> str:
 
 
 class Game:
+    """Every game route calls one method here; `clock` (wall-clock seconds) is injected so
+    tests control time."""
+
     def __init__(
         self,
         bank: QuestionBank,
         store: SessionStore,
+        auth: Auth,
+        accounts: AccountStore,
         settings: Settings,
         metrics: Metrics,
-        accounts: Accounts,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bank = bank
         self.store = store
+        self.auth = auth
+        self.accounts = accounts
         self.settings = settings
         self.metrics = metrics
-        self.accounts = accounts
-        self.started_at = time.monotonic()
+        self._clock = clock
+        self._started_at = time.monotonic()
 
     async def create_session(
-        self, question_ids: list[str] | None, player: Identity | None
+        self, question_ids: list[str] | None, credentials: Credentials
     ) -> CreateSessionResponse:
+        player = await self.auth.player(credentials)
         if question_ids is None:
             question_ids = self.bank.draw(self.settings.questions_per_game)
         else:
             question_ids = self.bank.check_ids(question_ids)
         session = StoredSession(
             question_ids=question_ids,
-            created_at=datetime.now(UTC),
+            created_at=datetime.fromtimestamp(self._clock(), UTC),
             owner=player.user_id if player else None,
         )
         session_id = await self.store.create(session)
@@ -69,9 +81,10 @@ class Game:
             degraded=degraded,
         )
 
-    async def answer(self, request: AnswerRequest, player: Identity | None) -> AnswerResult:
+    async def answer(self, request: AnswerRequest, credentials: Credentials) -> AnswerResult:
         session_id = parse_session_id(request.session_id)
         question = self.bank.get(request.question_id)
+        player = await self.auth.player(credentials)
         candidate = rules.candidate(
             question,
             request.selected_option,
@@ -98,8 +111,9 @@ class Game:
             wager=stored.wager,
         )
 
-    async def results(self, raw_session_id: str, player: Identity | None) -> Results:
+    async def results(self, raw_session_id: str, credentials: Credentials) -> Results:
         session_id = parse_session_id(raw_session_id)
+        player = await self.auth.player(credentials)
         session = await self.store.load(session_id, player.user_id if player else None)
         degraded = self.store.is_fallback(session_id)
         results = rules.build_results(session_id, session, self.bank.get, degraded=degraded)
@@ -124,3 +138,14 @@ class Game:
             if results.degraded:
                 return None
             raise
+
+    def health(self) -> Health:
+        """What /health reports: state only, never a wait on Redis."""
+        status = self.store.status()
+        degraded = status.fallback_mode or status.fallback_sessions > 0
+        return Health(
+            **msgspec.structs.asdict(status),
+            status="degraded" if degraded else "ok",
+            uptime_seconds=round(time.monotonic() - self._started_at, 1),
+            version=__version__,
+        )

@@ -12,7 +12,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("app.access")
@@ -139,28 +138,3 @@ class RequestMetrics:
             route = self.routes.get(scope.get("endpoint"), "unmatched")
             self.metrics.observe_request(route, scope["method"], status, elapsed)
             access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
-
-
-class CorsOnlyWithOrigin:
-    """Starlette's CORSMiddleware, for the requests that carry an Origin header.
-
-    Since Starlette 1.x it wraps every response to add `Vary: Origin`, which costs a tenth of an
-    answer's time here; requests without Origin (same-origin, servers, load balancers) need
-    no CORS headers, and no response of this API is cacheable, so they skip it.
-    """
-
-    def __init__(self, app: ASGIApp, /, origin: str) -> None:
-        self.app = app
-        self.cors = CORSMiddleware(
-            app,
-            allow_origins=[origin],
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
-            allow_headers=["content-type", "authorization"],
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(k == b"origin" for k, _ in scope["headers"]):
-            await self.cors(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)

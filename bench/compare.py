@@ -30,7 +30,7 @@ import uvloop
 from bench import load
 from bench.client import Connection
 from bench.load import RedisCost, Stats, answer_body, check_integrity, percentile, play_one_game
-from tests.servers import LocalRedis, free_port
+from tests.servers import SERVICE, LocalRedis, free_port, uvicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS_PER_SESSION = 20
@@ -39,7 +39,7 @@ QUESTIONS_PER_SESSION = 20
 @dataclass
 class Variant:
     name: str
-    target: str  # uvicorn app, "module:attr" (a factory for bench variants)
+    target: str  # the app factory, "module:attr"
     env: dict[str, str]
     redis_url: str | None  # for Redis cost; None: no Redis
     integrity: bool = True
@@ -52,20 +52,8 @@ class Variant:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        factory = ["--factory"] if self.target.startswith("bench.") else []
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                self.target,
-                *factory,
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+            uvicorn_command(self.target, self.port, "--log-level", "warning"),
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=subprocess.DEVNULL,
@@ -221,9 +209,9 @@ def compare(players: int, duration: float, rounds: int, sessions: int) -> None:
             json_url,
             False,
         ),
-        Variant("service, memory store", "app.main:app", {"USE_MEMORY_SESSIONS": "true"}, None),
-        Variant("service, RedisJSON", "app.main:app", {"REDIS_URL": json_url}, json_url),
-        Variant("service, plain Redis", "app.main:app", {"REDIS_URL": plain_url}, plain_url),
+        Variant("service, memory store", SERVICE, {"USE_MEMORY_SESSIONS": "true"}, None),
+        Variant("service, RedisJSON", SERVICE, {"REDIS_URL": json_url}, json_url),
+        Variant("service, plain Redis", SERVICE, {"REDIS_URL": plain_url}, plain_url),
         Variant(
             "original strategy (GET, change, SET EX)",
             "bench.variants:baseline_app",
@@ -263,7 +251,7 @@ def smoke(duration: float) -> int:
     server = LocalRedis()
     server.start()
     url = server.url
-    service = Variant("service", "app.main:app", {"REDIS_URL": url}, url)
+    service = Variant("service", SERVICE, {"REDIS_URL": url}, url)
     try:
         service.start()
         service.wait_ready()

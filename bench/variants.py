@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from app import rules
 from app.models import AnswerRequest, CreateSessionRequest
 from app.questions import QuestionBank
-from app.redis_store import AutoPipeline, connect, evalsha
+from app.redis_link import AutoPipeline, connect
 from app.settings import Settings
 
 TTL = 3600
@@ -111,7 +112,11 @@ def floor_app() -> Starlette:
         if pipeline is None:
             ok = await script(keys=[key], args=[entry, TTL * 1000])
         else:
-            ok = await evalsha(pipeline, script, key, entry, TTL * 1000)
+            try:
+                ok = await pipeline.call("EVALSHA", script.sha, 1, key, entry, TTL * 1000)
+            except NoScriptError:  # a fresh Redis: load it once, as the service does
+                await redis.script_load(FLOOR_SCRIPT)
+                ok = await pipeline.call("EVALSHA", script.sha, 1, key, entry, TTL * 1000)
         return _json({"questionId": body.question_id, "stored": bool(ok)})
 
     return Starlette(

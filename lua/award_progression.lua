@@ -4,21 +4,15 @@
 -- ARGV[1]  sessionId
 -- ARGV[2]  xp      ARGV[3] gems
 -- ARGV[4]  score   ARGV[5] correct answers   ARGV[6] questions
--- ARGV[7]  storage: "json" (RedisJSON document) or "string" (JSON string)
--- Returns  {xp, gems, 1} awarded now; {xp, gems, 0} awarded before (nothing changed);
---          {-1} no such user.
+-- ARGV[7]  storage
+-- Returns  {1, xp, gems} awarded now; {0, xp, gems} awarded before (nothing changed);
+--          {-1} no such player.
 local prior = redis.call('HGET', KEYS[2], ARGV[1])
 if prior then
   local xp, gems = string.match(prior, '^(%d+):(%d+)$')
-  return {tonumber(xp), tonumber(gems), 0}
+  return {0, tonumber(xp), tonumber(gems)}
 end
-local json = ARGV[7] == 'json'
-local raw
-if json then
-  raw = redis.call('JSON.GET', KEYS[1], '.')
-else
-  raw = redis.call('GET', KEYS[1])
-end
+local raw = read_doc(KEYS[1])
 if not raw then
   return {-1}
 end
@@ -32,10 +26,6 @@ user.totalQuestions = user.totalQuestions + tonumber(ARGV[6])
 if score > user.bestScore then
   user.bestScore = score
 end
-if json then
-  redis.call('JSON.SET', KEYS[1], '.', cjson.encode(user))
-else
-  redis.call('SET', KEYS[1], cjson.encode(user))
-end
+write_doc(KEYS[1], cjson.encode(user))
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-return {xp, gems, 1}
+return {1, xp, gems}

@@ -3,6 +3,7 @@
 -- ARGV[1]  id of the presented refresh token
 -- ARGV[2]  id of the new refresh token
 -- ARGV[3]  lifetime of the new token in milliseconds
+-- ARGV[4]  storage (unused: the family is a plain string either way)
 -- Returns  1 rotated; 0 the family is revoked or expired; -1 the presented token was already
 --          used (reuse: the whole family is revoked).
 local live = redis.call('GET', KEYS[1])

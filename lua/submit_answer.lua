@@ -1,4 +1,5 @@
--- Accept one answer atomically: the Redis twin of app/rules.py accept_answer.
+-- Accept one answer atomically: the Redis twin of app/rules.py accept_answer, choosing between
+-- outcomes scored in Python.
 -- KEYS[1]  session key (session:{id})
 -- ARGV[1]  questionId
 -- ARGV[2]  the answer to store if the question is not the session's last (JSON array)
@@ -6,32 +7,20 @@
 -- ARGV[4]  wager, or -1 for none
 -- ARGV[5]  TTL in milliseconds
 -- ARGV[6]  the caller's user id, or "" when anonymous
--- ARGV[7]  storage: "json" (RedisJSON document) or "string" (JSON string)
+-- ARGV[7]  storage
 -- Returns  {0, answer, completed}  accepted and appended; completed is 1 if that was the
 --                                   last unanswered question
 --          {1, answer}   already answered: the stored answer, nothing changed
 --          {-1}          no such session (never re-created)
---          {-5}          the session belongs to another user (nothing changed, TTL untouched)
+--          {-5}          the session belongs to another player (nothing changed, TTL untouched)
 --          {-2}          questionId is not in this session
 --          {-3}          wager on a question that is not the final
 --          {-4, max}     wager above half the current score
 -- Stored answers are arrays: [1] is the questionId, [7] the total points (app/models.py).
-local json = ARGV[7] == 'json'
-local raw
-if json then
-  raw = redis.call('JSON.GET', KEYS[1], '.')
-else
-  raw = redis.call('GET', KEYS[1])
-end
+local raw, doc = open_session(KEYS[1], ARGV[6], ARGV[5])
 if not raw then
-  return {-1}
+  return {doc}
 end
-local doc = cjson.decode(raw)
-if type(doc.u) == 'string' and doc.u ~= ARGV[6] then
-  return {-5}
-end
--- The owner's read counts as use: slide the TTL whatever the outcome.
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
 
 local position
 for i, id in ipairs(doc.q) do
@@ -64,11 +53,5 @@ elseif wager >= 0 then
   return {-3}
 end
 
-local completed = (#doc.a + 1 == #doc.q) and 1 or 0
-if json then
-  redis.call('JSON.ARRAPPEND', KEYS[1], '.a', answer)
-else
-  table.insert(doc.a, cjson.decode(answer))
-  redis.call('SET', KEYS[1], cjson.encode(doc), 'PX', ARGV[5])
-end
-return {0, answer, completed}
+append_answers(KEYS[1], doc, {answer})  -- open_session slid the TTL
+return {0, answer, #doc.a == #doc.q and 1 or 0}

@@ -9,8 +9,10 @@ from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from app.main import create_app
+from app.metrics import Metrics
 from app.questions import QuestionBank
-from app.redis_store import RedisStore, Storage, connect
+from app.redis_link import RedisLink, connect
+from app.redis_store import RedisStore
 from app.settings import Settings
 from app.store import MemoryStore, SessionStore
 from tests.servers import LocalRedis, redis_for_tests
@@ -67,16 +69,18 @@ def settings(request: pytest.FixtureRequest, backend: str) -> Settings:
     return make_settings(request, backend)
 
 
-def open_store(settings: Settings, backend: str) -> SessionStore:
+async def open_store(settings: Settings, backend: str) -> SessionStore:
     if backend == "memory":
         return MemoryStore(settings.session_ttl_seconds)
-    storage: Storage = "json" if backend == "redis-json" else "string"
-    return RedisStore(connect(settings), settings.session_ttl_seconds, storage)
+    link = RedisLink(connect(settings), settings, Metrics())
+    assert await link.connect()
+    assert link.storage == ("json" if backend == "redis-json" else "string")
+    return RedisStore(link, settings.session_ttl_seconds)
 
 
 @pytest.fixture
 async def store(settings: Settings, backend: str) -> AsyncIterator[SessionStore]:
-    opened = open_store(settings, backend)
+    opened = await open_store(settings, backend)
     yield opened
     await opened.close()
 

@@ -162,9 +162,30 @@ def _container() -> Iterator[str]:
         yield url
 
 
+SERVICE = "app.main:create_app"
+
+
+def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
+    """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
+    work, the app's own request log instead of uvicorn's)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        *extra,
+    ]
+
+
 @dataclass
 class ApiProcess:
-    """A real `uvicorn app.main:app` process on a free port."""
+    """A real uvicorn process serving the service on a free port."""
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
@@ -176,15 +197,7 @@ class ApiProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-            ],
+            uvicorn_command(SERVICE, self.port),
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=subprocess.DEVNULL,

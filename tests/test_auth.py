@@ -11,7 +11,9 @@ import httpx
 import jwt
 import pytest
 from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
 
+from app import keys
 from app.main import create_app
 from app.questions import QuestionBank
 from app.settings import DEV_JWT_SECRET, Settings
@@ -24,12 +26,33 @@ PASSWORD = "Correct-Horse-9"
 
 
 @pytest.fixture
-async def api(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(request, backend, login_lockout_seconds=3, login_slowdown_seconds=0.3)
-    async with LifespanManager(create_app(settings)) as manager:
+def sleeps() -> list[float]:
+    """The delays the login slow-down asked for (recorded, not waited)."""
+    return []
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, backend: str) -> Settings:
+    return make_settings(request, backend, login_lockout_seconds=3, login_slowdown_seconds=0.3)
+
+
+@pytest.fixture
+async def api(settings: Settings, sleeps: list[float]) -> AsyncIterator[httpx.AsyncClient]:
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async with LifespanManager(create_app(settings, sleep=sleep)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    """The backend's Redis, to look at or age keys directly."""
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()
 
 
 def new_email() -> str:
@@ -130,23 +153,21 @@ async def test_wrong_password_and_unknown_email_are_401(api: httpx.AsyncClient) 
         assert response.json()["error"] == "Wrong email or password"
 
 
-async def test_login_throttling_slows_then_refuses_then_expires(api: httpx.AsyncClient) -> None:
+async def test_login_throttling_slows_then_refuses_then_expires(
+    api: httpx.AsyncClient, sleeps: list[float], redis: Redis
+) -> None:
     email = new_email()
     await signup(api, email)
     wrong = {"email": email, "password": "Wrong-pass-1"}
-    timings = []
     for _ in range(5):
-        started = time.perf_counter()
         assert (await api.post("/auth/login", json=wrong)).status_code == 401
-        timings.append(time.perf_counter() - started)
-    assert timings[3] > timings[0] + 0.25  # the 4th failure waited 0.3 s more,
-    assert timings[4] > timings[0] + 0.55  # the 5th 0.6 s more
+    assert sleeps == pytest.approx([0.3, 0.6])  # the 4th failure waited 0.3 s, the 5th 0.6 s
     refused = await api.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert refused.status_code == 429
     retry_after = int(refused.headers["retry-after"])
     assert 1 <= retry_after <= 3
-    await asyncio.sleep(retry_after + 0.1)
-    await login(api, email)  # the window expired
+    await redis.pexpire(keys.login_failures(email.strip().lower()), 0)  # the window ends
+    await login(api, email)
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(api: httpx.AsyncClient) -> None:
@@ -355,8 +376,8 @@ async def test_anonymous_games_award_nothing(api: httpx.AsyncClient, bank: Quest
 
 
 def test_production_refuses_the_development_secret(backend: str) -> None:
-    with pytest.raises(RuntimeError, match="JWT_SECRET"):
+    with pytest.raises(SystemExit, match="JWT_SECRET"):
         create_app(Settings(environment="production", cookie_secure=True))
-    with pytest.raises(RuntimeError, match="COOKIE_SECURE"):
+    with pytest.raises(SystemExit, match="COOKIE_SECURE"):
         create_app(Settings(environment="production", jwt_secret="s" * 40))
     create_app(Settings(environment="production", jwt_secret="s" * 40, cookie_secure=True))

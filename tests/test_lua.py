@@ -1,18 +1,19 @@
 """Each Lua script on its own, on both storages: RedisJSON documents (a server with the JSON
-module) and JSON strings (a server without modules)."""
+module) and JSON strings (a server without modules). Scripts come from the service's own loader
+(prelude + script), as the service runs them."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from app.redis_store import LUA_DIR
+from app import scripts
 
 TTL_MS = 60_000
 
@@ -22,11 +23,10 @@ class Lua:
     client: Redis
     storage: str
 
-    async def run(self, name: str, key: str, *args: Any) -> Any:
-        script: Callable[..., Awaitable[Any]] = self.client.register_script(
-            (LUA_DIR / f"{name}.lua").read_text()
-        )
-        return await script(keys=[key], args=[*args, self.storage])
+    async def run(self, name: str, key: str | list[str], *args: Any) -> Any:
+        keys = [key] if isinstance(key, str) else key
+        source = scripts.load(name).source
+        return await self.client.eval(source, len(keys), *keys, *args, self.storage)
 
     async def document(self, key: str) -> Any:
         if self.storage == "json":
@@ -36,7 +36,7 @@ class Lua:
         return None if raw is None else json.loads(raw)
 
     async def create(self, key: str, document: str) -> None:
-        assert await self.run("create_session", key, document, TTL_MS) == 1
+        assert await self.run("create_document", key, document, TTL_MS) == 1
 
     async def submit(self, key: str, qid: str, wager: int = -1, user: str = "") -> list[Any]:
         final = answer(qid, wager, wager) if wager >= 0 else answer(qid, 0)
@@ -86,9 +86,17 @@ async def test_create_sets_document_and_ttl(lua: Lua) -> None:
 async def test_create_never_overwrites(lua: Lua) -> None:
     key = new_key()
     await lua.create(key, doc("a"))
-    assert await lua.run("create_session", key, doc("zzz"), 5) == 0
+    assert await lua.run("create_document", key, doc("zzz"), 5) == 0
     assert (await lua.document(key))["q"] == ["a"]
     assert await lua.client.pttl(key) > 5
+
+
+async def test_create_without_ttl_keeps_none(lua: Lua) -> None:
+    key = f"user:{{{uuid.uuid4().hex}}}"
+    assert await lua.run("create_document", key, json.dumps(USER), 0) == 1
+    assert await lua.run("create_document", key, json.dumps({**USER, "name": "Eve"}), 0) == 0
+    assert (await lua.document(key))["name"] == "Ada"
+    assert await lua.client.pttl(key) == -1
 
 
 # --- read_session.lua --------------------------------------------------------------------------
@@ -98,14 +106,15 @@ async def test_read_returns_document_and_slides_ttl(lua: Lua) -> None:
     key = new_key()
     await lua.create(key, doc("a"))
     await lua.client.pexpire(key, 1000)
-    raw = await lua.run("read_session", key, TTL_MS, "")
+    code, raw = await lua.run("read_session", key, TTL_MS, "")
+    assert code == 0
     assert json.loads(raw)["q"] == ["a"]
     assert await lua.client.pttl(key) > 59_000
 
 
 async def test_read_missing_key_creates_nothing(lua: Lua) -> None:
     key = new_key()
-    assert await lua.run("read_session", key, TTL_MS, "") is None
+    assert await lua.run("read_session", key, TTL_MS, "") == [-1]
     assert await lua.client.exists(key) == 0
 
 
@@ -231,11 +240,11 @@ async def test_owned_session_refuses_strangers_without_touching_it(lua: Lua) -> 
     await lua.client.pexpire(key, 5000)
     assert await lua.submit(key, "a", user="bob") == [-5]
     assert await lua.submit(key, "a") == [-5]
-    assert await lua.run("read_session", key, TTL_MS, "bob") == -5
+    assert await lua.run("read_session", key, TTL_MS, "bob") == [-5]
     assert await lua.client.pttl(key) <= 5000
     assert (await lua.document(key))["a"] == []
     assert (await lua.submit(key, "a", user="alice"))[0] == 0
-    assert json.loads(await lua.run("read_session", key, TTL_MS, "alice"))["u"] == "alice"
+    assert json.loads((await lua.run("read_session", key, TTL_MS, "alice"))[1])["u"] == "alice"
 
 
 async def test_anonymous_session_is_open_to_anyone(lua: Lua) -> None:
@@ -274,36 +283,36 @@ async def test_award_ledger_makes_retries_free(lua: Lua) -> None:
     tag = uuid.uuid4().hex
     keys = [f"user:{{{tag}}}", f"awards:{{{tag}}}"]
     await put_user(lua, keys[0])
-    script = lua.client.register_script((LUA_DIR / "award_progression.lua").read_text())
-    first = await script(keys=keys, args=["s1", 57, 17, 900, 7, 10, lua.storage])
-    again = await script(keys=keys, args=["s1", 57, 17, 900, 7, 10, lua.storage])
-    other = await script(keys=keys, args=["s2", 52, 12, 300, 2, 10, lua.storage])
-    assert (first, again, other) == ([57, 17, 1], [57, 17, 0], [52, 12, 1])
+    first = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10)
+    again = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10)
+    other = await lua.run("award_progression", keys, "s2", 52, 12, 300, 2, 10)
+    assert (first, again, other) == ([1, 57, 17], [0, 57, 17], [1, 52, 12])
     user = await lua.document(keys[0])
     assert (user["totalXp"], user["totalGems"], user["gamesPlayed"]) == (109, 29, 2)
     assert (user["bestScore"], user["totalCorrect"], user["totalQuestions"]) == (900, 9, 20)
     assert user["passwordHash"] == USER["passwordHash"]
     missing = [f"user:{{{uuid.uuid4().hex}}}", f"awards:{{{uuid.uuid4().hex}}}"]
-    assert await script(keys=missing, args=["s1", 1, 1, 1, 1, 1, lua.storage]) == [-1]
+    assert await lua.run("award_progression", missing, "s1", 1, 1, 1, 1, 1) == [-1]
 
 
 async def test_update_settings(lua: Lua) -> None:
     key = f"user:{{{uuid.uuid4().hex}}}"
-    assert await lua.run("update_settings", key, 1.5) is None
+    assert await lua.run("update_settings", key, 1.5) == [-1]
     assert await lua.client.exists(key) == 0
     await put_user(lua, key)
-    updated = json.loads(await lua.run("update_settings", key, 2.0))
+    code, raw = await lua.run("update_settings", key, 2.0)
+    assert code == 0
+    updated = json.loads(raw)
     assert updated["timerMultiplier"] == 2.0
     assert (await lua.document(key))["timerMultiplier"] == 2.0
 
 
 async def test_rotate_refresh(lua: Lua) -> None:
     key = f"refresh:{uuid.uuid4().hex}"
-    script = lua.client.register_script((LUA_DIR / "rotate_refresh.lua").read_text())
-    assert await script(keys=[key], args=["a", "b", 60_000]) == 0  # no live family
+    assert await lua.run("rotate_refresh", key, "a", "b", 60_000) == 0  # no live family
     await lua.client.set(key, "a")
-    assert await script(keys=[key], args=["a", "b", 60_000]) == 1
+    assert await lua.run("rotate_refresh", key, "a", "b", 60_000) == 1
     assert await lua.client.get(key) == b"b"
     assert 59_000 < await lua.client.pttl(key) <= 60_000
-    assert await script(keys=[key], args=["a", "c", 60_000]) == -1  # "a" again: reuse
+    assert await lua.run("rotate_refresh", key, "a", "c", 60_000) == -1  # "a" again: reuse
     assert await lua.client.exists(key) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -14,10 +14,10 @@ from app import keys, rules
 from app.errors import QuestionNotInSession, SessionNotFound, WagerNotAllowed, WagerTooHigh
 from app.models import AnswerCandidate, StoredSession
 from app.questions import QuestionBank
-from app.redis_store import RedisStore, connect, detect_storage
+from app.redis_link import connect, detect_storage
+from app.redis_store import RedisStore
 from app.settings import Settings
-from app.store import SessionStore
-from tests.conftest import open_store
+from app.store import MemoryStore, SessionStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,45 +132,57 @@ async def test_all_questions_at_once(store: SessionStore, bank: QuestionBank) ->
     assert sum(r.completed for r in replies) == 1
 
 
+@dataclass
+class Aging:
+    """Time passing for a session, without waiting: a Redis key is given a shorter TTL with
+    PEXPIRE (0 expires it at once), a memory store's injected clock is moved on."""
+
+    store: SessionStore
+    clock: list[float]  # the memory store's clock; unused for Redis
+
+    async def leave(self, sid: str, seconds: float) -> None:
+        """From now on the session has `seconds` left to live (0: it has expired)."""
+        if isinstance(self.store, RedisStore):
+            await self.store.link.client.pexpire(keys.session(sid), round(seconds * 1000))
+        else:
+            self.clock[0] += await self.remaining(sid) - seconds
+
+    async def remaining(self, sid: str) -> float:
+        if isinstance(self.store, RedisStore):
+            return float(await self.store.link.client.pttl(keys.session(sid))) / 1000
+        assert isinstance(self.store, MemoryStore)
+        return next(ttl for held, _, ttl in self.store.snapshot() if held == sid)
+
+
 @pytest.fixture
-async def short_lived(
-    request: pytest.FixtureRequest, backend: str, settings: Settings
-) -> AsyncIterator[Callable[[float], Awaitable[SessionStore]]]:
-    """Build a store of this backend with a short TTL, closed after the test."""
-    opened: list[SessionStore] = []
-
-    async def build(ttl: float) -> SessionStore:
-        made = open_store(Settings(redis_url=settings.redis_url, session_ttl_seconds=ttl), backend)
-        opened.append(made)
-        return made
-
-    yield build
-    for made in opened:
-        await made.close()
+async def aging(store: SessionStore, settings: Settings) -> Aging:
+    clock = [0.0]
+    if isinstance(store, MemoryStore):
+        store = MemoryStore(settings.session_ttl_seconds, clock=lambda: clock[0])
+    return Aging(store, clock)
 
 
-async def test_expired_session_is_gone_and_not_recreated(
-    short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
-) -> None:
-    store = await short_lived(0.3)
-    sid, session = await new_session(store, bank)
-    await asyncio.sleep(0.5)
+async def test_expired_session_is_gone_and_not_recreated(aging: Aging, bank: QuestionBank) -> None:
+    sid, session = await new_session(aging.store, bank)
+    await aging.leave(sid, 0)
     with pytest.raises(SessionNotFound):
-        await store.submit(sid, candidate(bank, session.question_ids[0]))
+        await aging.store.submit(sid, candidate(bank, session.question_ids[0]))
     with pytest.raises(SessionNotFound):
-        await store.load(sid)
+        await aging.store.load(sid)
 
 
 async def test_every_access_slides_the_ttl(
-    short_lived: Callable[[float], Awaitable[SessionStore]], bank: QuestionBank
+    aging: Aging, bank: QuestionBank, settings: Settings
 ) -> None:
-    store = await short_lived(0.6)
-    sid, session = await new_session(store, bank)
-    for qid in session.question_ids[:4]:  # 4 x 0.3 s: well past one TTL, alive by sliding
-        await asyncio.sleep(0.3)
-        await store.submit(sid, candidate(bank, qid))
-    await asyncio.sleep(0.3)
-    assert len((await store.load(sid)).answers) == 4
+    sid, session = await new_session(aging.store, bank)
+    full = settings.session_ttl_seconds
+    for qid in session.question_ids[:4]:  # each time nearly expired, each time a full TTL again
+        await aging.leave(sid, 0.5)
+        await aging.store.submit(sid, candidate(bank, qid))
+        assert full - 1 < await aging.remaining(sid) <= full
+    await aging.leave(sid, 0.5)
+    assert len((await aging.store.load(sid)).answers) == 4
+    assert full - 1 < await aging.remaining(sid) <= full
 
 
 @pytest.mark.parametrize("backend", ["redis-json", "redis"])
@@ -180,7 +192,7 @@ async def test_finished_session_fits_in_4_kib(store: SessionStore, bank: Questio
         await store.submit(sid, candidate(bank, qid, remaining=12.345))
     await store.submit(sid, candidate(bank, session.question_ids[-1], remaining=3.21, wager=500))
     assert isinstance(store, RedisStore)
-    usage = await store.client.memory_usage(keys.session(sid))
+    usage = await store.link.client.memory_usage(keys.session(sid))
     assert usage is not None
     assert usage <= 4096
 
@@ -191,7 +203,7 @@ async def test_restore_writes_back_once_and_merges(store: SessionStore, bank: Qu
     session = StoredSession(question_ids=bank.draw(3), created_at=datetime.now(UTC))
     sid = str(uuid.uuid4())
     assert await store.restore(sid, session, 30)
-    assert 29 < await store.client.ttl(keys.session(sid)) <= 30
+    assert 29 < await store.link.client.ttl(keys.session(sid)) <= 30
     rules.accept_answer(session, candidate(bank, session.question_ids[0]))
     assert await store.restore(sid, session, 30)  # a retry after a lost reply: merged
     assert await store.restore(sid, session, 30)  # and again: nothing doubled
@@ -215,8 +227,8 @@ async def test_scripts_are_reloaded_after_script_flush(
     """A restarted or failed-over Redis has no scripts: NOSCRIPT reloads them once."""
     assert isinstance(store, RedisStore)
     sid, session = await new_session(store, bank)
-    await store.client.script_flush()
+    await store.link.client.script_flush()
     submission = await store.submit(sid, candidate(bank, session.question_ids[0]))
     assert not submission.duplicate
-    await store.client.script_flush()
+    await store.link.client.script_flush()
     assert len((await store.load(sid)).answers) == 1

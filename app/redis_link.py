@@ -1,0 +1,243 @@
+"""The service's one way to Redis: a bounded client, calls batched per event-loop iteration,
+the Lua scripts by name, and every call measured and guarded by the circuit breaker.
+
+Both stores (sessions in app/redis_store.py, players in app/accounts.py) call Redis only
+through `RedisLink.script` and `RedisLink.command`, so timeouts, the breaker, metrics and the
+meaning of each Redis error are decided here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from asyncio import Future
+from collections.abc import Awaitable, Sequence
+from typing import Any, Literal, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app import scripts
+from app.breaker import CircuitBreaker, State
+from app.errors import StorageUnavailable
+from app.metrics import Metrics
+from app.settings import Settings
+
+log = logging.getLogger("app.storage")
+
+Storage = Literal["json", "string"]
+Arg = str | bytes | int | float
+T = TypeVar("T")
+
+# Redis did not answer, or answered that it cannot serve now; a client that retries later will
+# be served (the breaker counts these). Everything else Redis answers is a reply, or a bug.
+UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)  # LOADING included
+REFUSING = (redis_errors.OutOfMemoryError, redis_errors.ReadOnlyError)
+REFUSING_PREFIXES = ("MISCONF", "BUSY", "MASTERDOWN")
+
+
+def unavailable_reason(exc: Exception) -> str | None:
+    """Why Redis cannot serve now, or None if `exc` is not such an error."""
+    if isinstance(exc, redis_errors.BusyLoadingError):
+        return "loading its data"
+    if isinstance(exc, UNREACHABLE):
+        return "unreachable"
+    if isinstance(exc, redis_errors.OutOfMemoryError):
+        return "out of memory"
+    if isinstance(exc, redis_errors.ReadOnlyError):
+        return "read-only (a replica)"
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(REFUSING_PREFIXES):
+        return str(exc).split(" ", 1)[0].lower()
+    return None
+
+
+def connect(settings: Settings) -> Redis:
+    """A client whose every call is bounded: short timeouts, one retry, a pool that waits briefly.
+
+    A blocking pool, because redis-py's default pool raises a ConnectionError the moment it is
+    full, which would read as "Redis is down" under a burst of players. Worst case for one call:
+    pool wait + (1 + retries) x timeout.
+    """
+    timeout = settings.redis_timeout_seconds
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=timeout,  # the longest wait for a free connection
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=1),
+        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+        health_check_interval=0,
+    )
+    return Redis(connection_pool=pool)
+
+
+class AutoPipeline:
+    """Sends the commands that requests issue in the same event-loop iteration to Redis together,
+    as one pipeline: one connection checkout, one write and one timeout for the batch instead
+    of one each.
+
+    Each call still gets its own reply or error, and a failure of the batch (timeout, lost
+    connection) fails every call in it, like separate calls would have failed. The calls are
+    independent, so batching changes no outcome; redis-py's per-command overhead was the
+    largest part of an answer's CPU (docs/performance.md).
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self._pending: list[tuple[tuple[Arg, ...], Future[Any]]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()  # strong references until sent
+
+    def call(self, *args: Arg) -> Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((args, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Arg, ...], Future[Any]]]) -> None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for args, _ in batch:
+                    pipe.execute_command(*args)
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            replies = [exc] * len(batch)
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its request was cancelled meanwhile
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+class RedisLink:
+    """Scripts and commands on Redis, each labelled by its operation in the metrics.
+
+    While the breaker is open no call waits on Redis: it fails at once with StorageUnavailable.
+    A call that fails because Redis cannot serve (see `unavailable_reason`) counts toward
+    opening it; any reply, domain answers included, counts as Redis being fine.
+    """
+
+    def __init__(self, client: Redis, settings: Settings, metrics: Metrics) -> None:
+        self.client = client
+        self.storage: Storage | None = None  # known once Redis has answered
+        self.breaker = CircuitBreaker(settings.breaker_failures, self._breaker_changed)
+        self.last_latency_seconds: float | None = None
+        self._metrics = metrics
+        self._pipeline = AutoPipeline(client)
+        self._scripts = scripts.load_all()
+
+    @property
+    def kind(self) -> str:
+        """ "redis-json" or "redis" (JSON strings), as /health reports the storage."""
+        return "redis-json" if self.storage == "json" else "redis"
+
+    @property
+    def usable(self) -> bool:
+        return self.storage is not None and not self.breaker.is_open
+
+    async def script(self, name: str, keys: Sequence[str], *args: Arg) -> Any:
+        """EVALSHA of a script (its storage appended as the last argument), loading it on
+        NOSCRIPT (after a Redis restart or failover)."""
+        self._require_usable()
+        return await self._guarded(name, self._evalsha(self._scripts[name], keys, args))
+
+    async def command(self, operation: str, *args: Arg) -> Any:
+        """One Redis command, batched like the scripts; `operation` labels it in the metrics."""
+        self._require_usable()
+        return await self._guarded(operation, self._pipeline.call(*args))
+
+    def _require_usable(self) -> None:
+        if not self.usable:
+            raise StorageUnavailable()
+
+    async def _evalsha(
+        self, script: scripts.Script, keys: Sequence[str], args: Sequence[Arg]
+    ) -> Any:
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args, self.storage or "string")
+        try:
+            return await self._pipeline.call(*call)
+        except redis_errors.NoScriptError:
+            await self.client.script_load(script.source)
+            return await self._pipeline.call(*call)
+
+    async def _guarded(self, operation: str, call: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            result = await call
+        except redis_errors.RedisError as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            self._metrics.redis_errors.labels(operation).inc()
+            self.breaker.record_failure()
+            raise StorageUnavailable() from exc
+        finally:
+            self.last_latency_seconds = time.perf_counter() - started
+            self._metrics.observe_redis(operation, self.last_latency_seconds)
+        self.breaker.record_success()
+        return result
+
+    # --- connecting and probing -----------------------------------------------------------------
+
+    async def connect(self) -> bool:
+        """Detect the storage (once); False while Redis does not answer."""
+        if self.storage is None:
+            try:
+                self.storage = await detect_storage(self.client)
+            except redis_errors.RedisError as exc:
+                if unavailable_reason(exc) is None:
+                    raise
+                return False
+            log.info("session storage: %s", self.kind)
+        return True
+
+    async def probe(self) -> bool:
+        """Whether Redis answers; closes the breaker when it does."""
+        started = time.perf_counter()
+        try:
+            await self.client.ping()
+        except redis_errors.RedisError as exc:
+            if unavailable_reason(exc) is None:
+                raise
+            self.breaker.record_failure()
+            return False
+        self.last_latency_seconds = time.perf_counter() - started
+        self.breaker.close()
+        return True
+
+    def _breaker_changed(self, state: State) -> None:
+        self._metrics.breaker_open.set(1 if state == "open" else 0)
+        self._metrics.breaker_transitions.labels(state).inc()
+        if state == "open":
+            log.warning(
+                "Redis unreachable: circuit open, new games go to memory, Redis games get 503"
+            )
+        else:
+            log.warning("Redis answers again: circuit closed")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def detect_storage(client: Redis) -> Storage:
+    """ "json" if the server has the JSON module, else "string" (JSON strings, same scripts)."""
+    try:
+        await client.execute_command("JSON.TYPE", "storage-probe")  # type: ignore[no-untyped-call]
+    except redis_errors.ResponseError as exc:
+        if "unknown command" in str(exc).lower():
+            return "string"
+        raise
+    return "json"

@@ -1,0 +1,75 @@
+"""Settings: typed, bounded, named in one line when wrong, and documented where users look."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from app.settings import Settings, SettingsError
+from tests.servers import ROOT, SERVICE, free_port, uvicorn_command
+
+NAMES = {name.upper() for name in Settings.__struct_fields__}
+
+
+def test_environment_values_are_converted() -> None:
+    settings = Settings.from_env(
+        {
+            "COOKIE_SECURE": "true",
+            "REDIS_TIMEOUT_SECONDS": "0.5",
+            "QUESTIONS_PER_GAME": "12",
+            "LOG_LEVEL": "debug",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.cookie_secure is True
+    assert settings.redis_timeout_seconds == 0.5
+    assert settings.questions_per_game == 12
+    assert settings.log_level == "debug"
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("COOKIE_SECURE", "ture", "COOKIE_SECURE='ture': expected true or false"),
+        ("REDIS_TIMEOUT_SECONDS", "abc", "REDIS_TIMEOUT_SECONDS='abc': expected a number > 0"),
+        ("REDIS_MAX_CONNECTIONS", "-3", "REDIS_MAX_CONNECTIONS='-3': expected a whole number >= 1"),
+        ("QUESTIONS_PER_GAME", "2.5", "QUESTIONS_PER_GAME='2.5': expected a whole number"),
+        ("ENVIRONMENT", "prod", "ENVIRONMENT='prod': expected one of development, production"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL='localhost:6379': expected text matching"),
+    ],
+)
+def test_a_wrong_value_names_the_variable(variable: str, value: str, expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: value})
+    assert str(info.value).startswith(expected)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.processes
+def test_the_service_refuses_to_start_with_one_line() -> None:
+    env = {**os.environ, "COOKIE_SECURE": "ture", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    started = subprocess.run(
+        uvicorn_command(SERVICE, free_port()),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode != 0
+    assert started.stderr.strip() == "Invalid setting COOKIE_SECURE='ture': expected true or false"
+
+
+def test_readme_and_env_example_list_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.MULTILINE))
+    assert documented == NAMES
+    example = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert example >= NAMES
+    for other in example - NAMES:  # launcher and compose variables: documented elsewhere
+        assert f"`{other}`" in readme, other

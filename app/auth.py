@@ -24,6 +24,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.accounts import AccountStore
 from app.errors import (
     InvalidInput,
+    LoginEnded,
+    RefreshReused,
     StorageUnavailable,
     TooManyAttempts,
     Unauthorized,
@@ -247,9 +249,9 @@ class Auth:
             family, str(claims["jti"]), refresh_id, self._refresh_ms
         )
         if outcome == Rotated.REUSED:
-            raise Unauthorized("Refresh token reused: every session of this login was revoked")
+            raise RefreshReused()
         if outcome == Rotated.ENDED:
-            raise Unauthorized("Session expired or logged out: log in again")
+            raise LoginEnded()
         return issued
 
     async def logout(self, authorization: str | None) -> None:

@@ -33,6 +33,16 @@ class Unauthorized(GameError):
     pass
 
 
+class RefreshReused(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("Refresh token reused: every session of this login was revoked")
+
+
+class LoginEnded(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("Session expired or logged out: log in again")
+
+
 class Forbidden(GameError):
     pass
 

@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         configure_logging(settings.log_level)
-        bank = QuestionBank.load()
+        bank = QuestionBank.load(game_size=settings.questions_per_game)
         store: MemoryStore | FallbackStore
         if settings.use_memory_sessions:
             store = MemoryStore(settings.session_ttl_seconds)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from datetime import date, timedelta
+from importlib import resources
 from typing import get_args
 
 import msgspec
@@ -16,6 +18,34 @@ from app.models import Category, PublicQuestion, Question
 from app.questions import QuestionBank
 
 QUESTIONS = len(QuestionBank.load())
+
+# Time-sensitive facts. A fact is time-sensitive when law, chamber rules or a state can change it
+# without a constitutional amendment: a count set by statute or rules, the number of amendments
+# ratified, a state's practice. The bank words such facts so they stay true ("As of 2026, ...",
+# "Under current Senate rules, ...") and marks them with asOf and reviewBy. A question must have
+# reviewBy when
+#   1. its text, options or explanation tie a statement to the present (PRESENT), or
+#   2. its answer is a count (it begins with a number that is not a year: "435", "Every 10
+#      years") and its explanation does not name the article or amendment of the Constitution
+#      that fixes that number (CITES_CONSTITUTION).
+PRESENT = re.compile(
+    r"\b(current|currently|as of|today|nowadays|now|at present|presently|most recent|latest"
+    r"|so far|to date|no longer)\b",
+    re.IGNORECASE,
+)
+NUMBER = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen"
+    r"|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty"
+    r"|hundred)\b",
+    re.IGNORECASE,
+)
+COUNT = re.compile(rf"(?:every )?{NUMBER.pattern}", re.IGNORECASE)
+YEAR = re.compile(r"1[6-9]\d\d|20\d\d")
+CITES_CONSTITUTION = re.compile(r"\bArticle [IVX]+\b|\b[\w-]+(?:st|nd|rd|th) Amendment\b")
+# Named in issue #16 as time-sensitive: they must stay marked whatever their wording.
+TIME_SENSITIVE = {"q012", "q054", "q058", "q124", "q139", "q147"}
+# How long a checked fact may go unchecked.
+LONGEST_REVIEW = timedelta(days=2 * 366)
 
 
 def test_size_and_ids(bank: QuestionBank) -> None:
@@ -125,3 +155,54 @@ def test_draw_reaches_every_question_about_evenly(bank: QuestionBank) -> None:
     expected = games * 10 / len(bank)
     assert set(counts) == {q.id for q in bank.all()}
     assert 0.6 * expected < min(counts.values()) <= max(counts.values()) < 1.4 * expected
+
+
+def is_time_sensitive(q: Question) -> bool:
+    if PRESENT.search(" ".join([q.text, *q.options, q.explanation])):
+        return True
+    count = COUNT.match(q.options[q.correct_answer])
+    return bool(count and not YEAR.fullmatch(count[1])) and not CITES_CONSTITUTION.search(
+        q.explanation
+    )
+
+
+def test_rule_finds_time_sensitive_wording(bank: QuestionBank) -> None:
+    """The rule itself, on known cases, so that a weakened pattern shows up here."""
+    assert is_time_sensitive(bank.get("q127"))  # "Under current federal law"
+    assert is_time_sensitive(bank.get("q062"))  # 435: set by statute
+    assert not is_time_sensitive(bank.get("q145"))  # 35: Article II
+    assert not is_time_sensitive(bank.get("q102"))  # two: the Twenty-second Amendment
+    assert not is_time_sensitive(bank.get("q066"))  # 1791: a year
+
+
+def test_time_sensitive_questions_have_a_review_date(bank: QuestionBank) -> None:
+    unmarked = [q.id for q in bank.all() if is_time_sensitive(q) and q.review_by is None]
+    assert unmarked == []
+    assert all(bank.get(qid).review_by for qid in TIME_SENSITIVE)
+
+
+def test_review_dates_are_real_dates() -> None:
+    raw = resources.files("app").joinpath("questions.json").read_bytes()
+    for entry in msgspec.json.decode(raw):
+        for field in ("asOf", "reviewBy"):
+            if field in entry:
+                assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry[field]), entry["id"]
+                date.fromisoformat(entry[field])
+
+
+def test_review_dates_follow_the_check(bank: QuestionBank) -> None:
+    """A marked fact says when it was checked, and is checked again within two years."""
+    for q in bank.all():
+        assert (q.as_of is None) == (q.review_by is None), q.id
+        if q.as_of and q.review_by:
+            assert q.as_of < q.review_by <= q.as_of + LONGEST_REVIEW, q.id
+            for year in re.findall(r"\b[Aa]s of (\d{4})\b", f"{q.text} {q.explanation}"):
+                assert int(year) == q.as_of.year, q.id
+
+
+def test_no_review_is_overdue(bank: QuestionBank) -> None:
+    """Fails once a reviewBy date has passed: recheck the fact (README, "Question bank")."""
+    overdue = {
+        q.id: str(q.review_by) for q in bank.all() if q.review_by and q.review_by < date.today()
+    }
+    assert overdue == {}

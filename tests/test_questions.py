@@ -47,6 +47,45 @@ TIME_SENSITIVE = {"q012", "q054", "q058", "q124", "q139", "q147"}
 # How long a checked fact may go unchecked.
 LONGEST_REVIEW = timedelta(days=2 * 366)
 
+# Give-aways: the text or an option of the first question answers the second (its correct option
+# is shown once it is answered), spoiling the second in a game that holds both. Each is fixed by
+# rewording, so the string that gave it away is gone from the first question's text and options,
+# or by a group shared by both, so the draw never puts them in one game.
+GIVE_AWAYS = [
+    # named in issue #16
+    ("q102", "q140", "Twenty-second Amendment"),
+    ("q152", "q051", "Seventeenth Amendment"),
+    ("q005", "q045", "Twentieth Amendment"),
+    ("q033", "q094", "Eighth Amendment"),
+    ("q058", "q054", "Selective Service"),
+    ("q023", "q144", "1965"),
+    ("q029", "q022", "House impeachment"),
+    # found when the whole bank was read for more of the same kind
+    ("q140", "q102", "more than twice"),
+    ("q022", "q029", "impeach"),
+    ("q055", "q022", "Senate trial"),
+    ("q015", "q006", "four-year"),
+    ("q024", "q048", "Article I"),
+    ("q044", "q130", "Article III"),
+    ("q075", "q111", "approved by Congress"),
+    ("q098", "q137", "Senate"),
+    ("q105", "q023", "literacy tests"),
+    ("q105", "q092", "bilingual"),
+    ("q138", "q004", "New England"),
+    ("q161", "q101", "After the vice president"),
+    ("q010", "q151", "veto"),
+    ("q085", "q151", "veto"),
+    ("q104", "q056", "Federal Register"),
+    ("q104", "q117", "executive orders"),
+    ("q019", "q038", "First Amendment"),
+    ("q088", "q143", "538"),
+    ("q143", "q088", "270"),
+    ("q001", "q100", "Absentee"),
+    ("q027", "q128", "FEC"),
+]
+# Near-duplicates ask one fact twice or mirror each other: they always share a group.
+NEAR_DUPLICATES = [("q064", "q097"), ("q014", "q074"), ("q074", "q095")]
+
 
 def test_size_and_ids(bank: QuestionBank) -> None:
     questions = bank.all()
@@ -206,3 +245,22 @@ def test_no_review_is_overdue(bank: QuestionBank) -> None:
         q.id: str(q.review_by) for q in bank.all() if q.review_by and q.review_by < date.today()
     }
     assert overdue == {}
+
+
+def same_group(a: Question, b: Question) -> bool:
+    return a.group is not None and a.group == b.group
+
+
+def test_give_aways_are_reworded_or_grouped(bank: QuestionBank) -> None:
+    for source, target, give_away in GIVE_AWAYS:
+        a, b = bank.get(source), bank.get(target)
+        shown = " ".join([a.text, *a.options])
+        found = re.search(rf"\b{re.escape(give_away)}\b", shown, re.IGNORECASE)
+        assert same_group(a, b) or not found, (source, target, give_away)
+    for first, second in NEAR_DUPLICATES:
+        assert same_group(bank.get(first), bank.get(second)), (first, second)
+
+
+def test_the_27th_amendment_rules_out_no_count(bank: QuestionBank) -> None:
+    """q153 answers "the 27th Amendment"; q012's options must not fall below it."""
+    assert min(int(option) for option in bank.get("q012").options) >= 27

@@ -83,6 +83,12 @@ GIVE_AWAYS = [
     ("q001", "q100", "Absentee"),
     ("q027", "q128", "FEC"),
 ]
+# Difficulty: a question is not hard when its answer can be guessed from its own words, as when
+# a law's name restates the question. The test's rule: the correct option shares a distinctive
+# word with the text (five letters or more, compared by its first six letters, in no wrong option).
+NOT_HARD = {"q001", "q028", "q068", "q084"}  # issue #16: the law's name gives the answer
+MEDIUM = {"q036", "q139"}  # issue #16
+
 # Near-duplicates ask one fact twice or mirror each other: they always share a group.
 NEAR_DUPLICATES = [("q064", "q097"), ("q014", "q074"), ("q074", "q095")]
 
@@ -264,3 +270,26 @@ def test_give_aways_are_reworded_or_grouped(bank: QuestionBank) -> None:
 def test_the_27th_amendment_rules_out_no_count(bank: QuestionBank) -> None:
     """q153 answers "the 27th Amendment"; q012's options must not fall below it."""
     assert min(int(option) for option in bank.get("q012").options) >= 27
+
+
+def stems(text: str) -> set[str]:
+    return {word[:6] for word in re.findall(r"[a-z]+", text.lower()) if len(word) >= 5}
+
+
+def guessable_from_words(q: Question) -> set[str]:
+    wrong = [o for i, o in enumerate(q.options) if i != q.correct_answer]
+    return (stems(q.options[q.correct_answer]) & stems(q.text)) - stems(" ".join(wrong))
+
+
+def test_hard_questions_cannot_be_guessed_from_their_words(bank: QuestionBank) -> None:
+    assert guessable_from_words(bank.get("q084")) == {"electo"}  # "Electoral Count Act"
+    guessable = {q.id: guessable_from_words(q) for q in bank.all() if q.difficulty == "hard"}
+    assert {qid: words for qid, words in guessable.items() if words} == {}
+
+
+def test_difficulty_labels(bank: QuestionBank) -> None:
+    assert {qid for qid in NOT_HARD if bank.get(qid).difficulty == "hard"} == set()
+    assert {bank.get(qid).difficulty for qid in MEDIUM} == {"medium"}
+    # q046's wrong options are real laws, not made-up names.
+    real = {"The Judiciary Act of 1801", "The Evarts Act of 1891", "The Process Act of 1789"}
+    assert real <= set(bank.get("q046").options)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TypedDict
 
 import msgspec
@@ -98,7 +99,12 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         assert settings is not None
         configure_logging(settings.log_level)
-        bank = QuestionBank.load()
+        bank = QuestionBank.load(game_size=settings.questions_per_game)
+        if due := bank.overdue(datetime.fromtimestamp(clock(), UTC).date()):
+            log.warning(
+                "question facts due for review: %s (python -m app.questions)",
+                ", ".join(q.id for q in due),
+            )
         store: MemoryStore | FallbackStore
         if settings.use_memory_sessions:
             store, accounts = MemoryStore(settings.session_ttl_seconds), AccountStore(None)

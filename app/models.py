@@ -6,7 +6,7 @@ ever changes type, so a session written by the previous deploy still decodes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -19,6 +19,8 @@ Seconds = Annotated[float, Meta(ge=0)]
 # numbers out of Lua, whose numbers are doubles.
 Wager = Annotated[int, Meta(ge=0, le=1_000_000)]
 Difficulty = Literal["easy", "medium", "hard"]
+# A group key names questions that give each other away: the draw never puts two in one game.
+GroupKey = Annotated[str, Meta(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=64)]
 Category = Literal[
     "voting",
     "elections",
@@ -44,6 +46,11 @@ class Question(Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     difficulty: Difficulty
     topic: str
     topic_category: Category
+    group: GroupKey | None = None
+    # A fact that law, rules or a state can change: when it was last checked at its source, and
+    # the date by which it must be checked again (see the README's "Question bank").
+    as_of: date | None = None
+    review_by: date | None = None
 
 
 class PublicQuestion(Struct, frozen=True, rename="camel"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import sys
+from datetime import date
 from importlib import resources
 
 import msgspec
@@ -14,17 +16,26 @@ _decode_bank = msgspec.json.Decoder(list[Question])
 
 
 class QuestionBank:
-    def __init__(self, questions: list[Question]) -> None:
+    def __init__(self, questions: list[Question], game_size: int = 1) -> None:
+        """Index the questions; refuse a bank whose groups cannot fill a game of `game_size`."""
         self._by_id = {q.id: q for q in questions}
         if len(self._by_id) != len(questions):
             raise ValueError("question ids must be unique")
         self._public = {q.id: _public(q) for q in questions}
         self._ids = list(self._by_id)
+        self._group = {q.id: q.group for q in questions if q.group is not None}
+        # Every ungrouped question, plus one question per group.
+        self.largest_game = len(self._ids) - len(self._group) + len(set(self._group.values()))
+        if self.largest_game < game_size:
+            raise ValueError(
+                f"the question bank fills games of at most {self.largest_game} questions "
+                f"(one per group), fewer than {game_size}"
+            )
 
     @classmethod
-    def load(cls) -> QuestionBank:
+    def load(cls, game_size: int = 1) -> QuestionBank:
         raw = resources.files("app").joinpath("questions.json").read_bytes()
-        return cls(_decode_bank.decode(raw))
+        return cls(_decode_bank.decode(raw), game_size)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -38,12 +49,37 @@ class QuestionBank:
         except KeyError:
             raise InvalidInput(f"Unknown questionId {question_id!r}") from None
 
+    def overdue(self, today: date) -> list[Question]:
+        """Questions whose time-sensitive fact is past its review date (README, Question bank)."""
+        return [q for q in self._by_id.values() if q.review_by is not None and q.review_by < today]
+
     def public(self, question_id: str) -> PublicQuestion:
         return self._public[question_id]
 
     def draw(self, count: int, rng: random.Random | None = None) -> list[str]:
-        """`count` distinct question ids at random (uniformly, without repeats)."""
-        return (rng or random).sample(self._ids, min(count, len(self._ids)))
+        """`count` distinct question ids at random, never two of one group.
+
+        The first `count` admissible ids of a uniformly random order, shuffled lazily
+        (Fisher-Yates), so a game of 10 costs about 10 random numbers, not one per question.
+        A question that shares a group is drawn slightly less often than one that does not.
+        """
+        randrange = rng.randrange if rng else random.randrange
+        wanted = min(count, self.largest_game)
+        order = list(self._ids)
+        picked: list[str] = []
+        taken: set[str] = set()
+        for i in range(len(order)):
+            if len(picked) >= wanted:
+                break
+            j = randrange(i, len(order))
+            order[i], order[j] = order[j], order[i]
+            group = self._group.get(order[i])
+            if group is not None:
+                if group in taken:
+                    continue
+                taken.add(group)
+            picked.append(order[i])
+        return picked
 
     def check_ids(self, question_ids: list[str]) -> list[str]:
         """Validate a client-chosen list: distinct, known, kept in the given order."""
@@ -63,3 +99,15 @@ def _public(question: Question) -> PublicQuestion:
         topic=question.topic,
         topic_category=question.topic_category,
     )
+
+
+def main() -> int:
+    """`python -m app.questions`: list the questions due for review; exit 1 if any."""
+    due = QuestionBank.load().overdue(date.today())
+    for question in due:
+        print(f"{question.id}: review by {question.review_by} — {question.text}")
+    return 1 if due else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

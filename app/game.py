@@ -63,6 +63,7 @@ class Game:
         self, question_ids: list[str] | None, credentials: Credentials
     ) -> CreateSessionResponse:
         player = await self.auth.player(credentials)
+        practice = question_ids is not None
         if question_ids is None:
             question_ids = self.bank.draw(self.settings.questions_per_game)
         else:
@@ -71,6 +72,7 @@ class Game:
             question_ids=question_ids,
             created_at=datetime.fromtimestamp(self._clock(), UTC),
             owner=player.user_id if player else None,
+            practice=practice,
         )
         session_id = await self.store.create(session)
         degraded = self.store.is_fallback(session_id)
@@ -92,6 +94,7 @@ class Game:
             question_seconds=self.settings.question_seconds,
             final_question_seconds=self.settings.final_question_seconds,
             wager=request.wager,
+            received_at=self._clock(),
             timer_multiplier=player.timer_multiplier if player else 1.0,
         )
         user_id = player.user_id if player else None
@@ -117,9 +120,17 @@ class Game:
         session = await self.store.load(session_id, player.user_id if player else None)
         degraded = self.store.is_fallback(session_id)
         results = rules.build_results(session_id, session, self.bank.get, degraded=degraded)
-        if results.complete and session.owner is not None:
+        if results.complete and session.owner is not None and self._ranked(session):
             results.progression = await self._award(session_id, session.owner, results)
         return results
+
+    def _ranked(self, session: StoredSession) -> bool:
+        """Only games whose questions the server drew, of the standard length, earn progression
+        and count for the best score: a player who chooses the questions (a practice game)
+        could otherwise farm XP with one-question games or inflate the best score."""
+        return (
+            not session.practice and len(session.question_ids) == self.settings.questions_per_game
+        )
 
     async def _award(self, session_id: str, owner: str, results: Results) -> Progression | None:
         """The finished game's progression, added to the owner's totals on the first call only

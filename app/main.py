@@ -84,10 +84,15 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,
+    game_clock: Callable[[], float] | None = None,
 ) -> Starlette:
     """The app for `settings`, or for the environment's: a setting it cannot run with stops
-    start-up with one line naming the variable. Tests inject `clock` (wall-clock seconds) and
-    `sleep` so nothing they check depends on real time."""
+    start-up with one line naming the variable.
+
+    Tests inject `clock` (wall-clock seconds, for tokens), `sleep` (the login slow-down) and
+    `game_clock` (when games are created and answers received; `clock` unless given) so nothing
+    they check depends on real time.
+    """
     try:
         settings = settings or Settings.from_env()
         settings.check()
@@ -116,7 +121,7 @@ def create_app(
         auth = Auth(accounts, settings, clock, sleep)
         try:
             yield {
-                "game": Game(bank, store, auth, accounts, settings, metrics, clock),
+                "game": Game(bank, store, auth, accounts, settings, metrics, game_clock or clock),
                 "auth": auth,
                 "metrics": metrics,
                 "openapi": msgspec.json.encode(openapi.build()),

@@ -107,19 +107,26 @@ class StoredSession(Struct):
     created_at: datetime = msgspec.field(name="c")
     answers: list[StoredAnswer] = msgspec.field(default_factory=list, name="a")
     owner: str | None = msgspec.field(default=None, name="u")  # user id; None: anonymous
+    # Questions the client chose: a practice game, which never earns progression.
+    practice: bool = msgspec.field(default=False, name="p")
 
 
 class AnswerCandidate(Struct, frozen=True):
     """A scored submission, before the store knows where the question sits in the session.
 
-    The store picks `regular` or `final` by the question's position and checks the wager against
-    the stored score in the same atomic step.
+    The store picks `regular` or `final` by the question's position, checks the wager against
+    the stored score, and checks the claimed answer times against the server's clock
+    (`rules.timer_is_plausible`), all in the same atomic step; `*_implausible` are the outcomes
+    when the clock contradicts the timer.
     """
 
     question_id: str
     regular: StoredAnswer
     final: StoredAnswer
     wager: int | None
+    regular_implausible: StoredAnswer
+    final_implausible: StoredAnswer
+    received_at: float  # when the server received it, seconds since the epoch
 
 
 # --- responses ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from app import keys
+from app import keys, rules
 from app.errors import (
     GameError,
     NotYourSession,
@@ -74,7 +74,12 @@ class RedisStore:
             answer.question_id,
             _encode(answer.regular),
             _encode(answer.final),
+            _encode(answer.regular_implausible),
+            _encode(answer.final_implausible),
+            answer.regular.response_time,
+            answer.final.response_time,
             -1 if answer.wager is None else answer.wager,
+            round((answer.received_at + rules.CLOCK_SLACK_SECONDS) * 1000),
             self._ttl_ms,
             user_id or "",
         )

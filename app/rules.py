@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import msgspec
+
 from app.errors import NotYourSession, QuestionNotInSession, WagerNotAllowed, WagerTooHigh
 from app.models import (
     AnswerCandidate,
@@ -27,6 +29,9 @@ FAST_BONUS, FAST_SECONDS = 50, 15.0
 QUICK_BONUS, QUICK_SECONDS = 25, 5.0
 # Faster than this is not a human reading the question; flagged for review, never penalised.
 MIN_HUMAN_SECONDS = 0.5
+# Network latency and clock differences between instances, allowed on top of the time the
+# server saw pass when it checks a game's claimed answer times (`timer_is_plausible`).
+CLOCK_SLACK_SECONDS = 2.0
 
 
 def speed_bonus(time_remaining: float, timer_multiplier: float = 1.0) -> int:
@@ -94,34 +99,64 @@ def candidate(
     question_seconds: float,
     final_question_seconds: float,
     wager: int | None,
+    received_at: float,
     timer_multiplier: float = 1.0,
 ) -> AnswerCandidate:
-    """Both scorings of a submission; the store picks one once it knows the position.
+    """Every scoring of a submission; the store picks one once it knows the position and the
+    game's stored answer times.
 
     A player's timer multiplier (1, 1.5 or 2) stretches both time limits and the bonus tiers."""
     m = timer_multiplier
+    regular = score_answer(
+        question,
+        selected_option,
+        time_remaining,
+        question_seconds * m,
+        final=False,
+        wager=None,
+        timer_multiplier=m,
+    )
+    final = score_answer(
+        question,
+        selected_option,
+        time_remaining,
+        final_question_seconds * m,
+        final=True,
+        wager=wager,
+        timer_multiplier=m,
+    )
     return AnswerCandidate(
         question_id=question.id,
-        regular=score_answer(
-            question,
-            selected_option,
-            time_remaining,
-            question_seconds * m,
-            final=False,
-            wager=None,
-            timer_multiplier=m,
-        ),
-        final=score_answer(
-            question,
-            selected_option,
-            time_remaining,
-            final_question_seconds * m,
-            final=True,
-            wager=wager,
-            timer_multiplier=m,
-        ),
+        regular=regular,
+        final=final,
         wager=wager,
+        regular_implausible=implausible(regular),
+        final_implausible=implausible(final),
+        received_at=received_at,
     )
+
+
+def implausible(answer: StoredAnswer) -> StoredAnswer:
+    """The answer when the server's clock contradicts its timer: flagged, no speed bonus."""
+    return msgspec.structs.replace(
+        answer,
+        speed_bonus=0,
+        total_points=answer.total_points - answer.speed_bonus,
+        flagged=True,
+    )
+
+
+def timer_is_plausible(session: StoredSession, claimed_seconds: float, received_at: float) -> bool:
+    """Whether the game's claimed answer times fit in the time the server saw pass.
+
+    A question can only be answered after the game was created, and the questions of a game are
+    played one after another, so the response times a game claims (this one included) add up to
+    at most the time since its creation. A client that claims more — all ten answers sent
+    within milliseconds, each "after 0.5 s" — is not timing a player. `submit_answer.lua`
+    applies the same rule.
+    """
+    claimed = claimed_seconds + sum(answer.response_time for answer in session.answers)
+    return claimed <= received_at - session.created_at.timestamp() + CLOCK_SLACK_SECONDS
 
 
 class Submission(NamedTuple):
@@ -145,7 +180,8 @@ def accept_answer(session: StoredSession, answer: AnswerCandidate) -> Submission
     """Append the answer to `session`, or return the stored one if the question was answered.
 
     Order matters and matches the Lua script: unknown question, then duplicate (a retry gets the
-    stored result whatever it carries), then the wager checks against the score at this moment.
+    stored result whatever it carries), then the wager checks against the score at this moment,
+    then the claimed time against the server's clock.
     """
     if answer.question_id not in session.question_ids:
         raise QuestionNotInSession(answer.question_id)
@@ -157,11 +193,13 @@ def accept_answer(session: StoredSession, answer: AnswerCandidate) -> Submission
     if answer.question_id != session.question_ids[-1]:
         if answer.wager is not None:
             raise WagerNotAllowed()
-        accepted = answer.regular
+        accepted, otherwise = answer.regular, answer.regular_implausible
     else:
         if answer.wager is not None and answer.wager > max_wager(score):
             raise WagerTooHigh(max_wager(score))
-        accepted = answer.final
+        accepted, otherwise = answer.final, answer.final_implausible
+    if not timer_is_plausible(session, accepted.response_time, answer.received_at):
+        accepted = otherwise
     session.answers.append(accepted)
     completed = len(session.answers) == len(session.question_ids)
     return Submission(accepted, duplicate=False, completed=completed)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -85,9 +86,22 @@ async def store(settings: Settings, backend: str) -> AsyncIterator[SessionStore]
     await opened.close()
 
 
+class PlayedClock:
+    """A game clock for tests that answer at once: each reading is 30 s after the last, so a
+    game answered in milliseconds looks to the server like one played at a human pace (the
+    server checks claimed answer times against its clock, app/rules.py timer_is_plausible)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        self.now += 30
+        return self.now
+
+
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(create_app(settings)) as manager:
+    async with LifespanManager(create_app(settings, game_clock=PlayedClock())) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

@@ -17,7 +17,7 @@ from app import keys
 from app.main import create_app
 from app.questions import QuestionBank
 from app.settings import DEV_JWT_SECRET, Settings
-from tests.conftest import make_settings
+from tests.conftest import PlayedClock, make_settings
 from tests.play import Json, answer, answer_body, new_game, results
 
 pytestmark = pytest.mark.parametrize("backend", ["redis-json", "redis"])
@@ -41,7 +41,9 @@ async def api(settings: Settings, sleeps: list[float]) -> AsyncIterator[httpx.As
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    async with LifespanManager(create_app(settings, sleep=sleep)) as manager:
+    async with LifespanManager(
+        create_app(settings, sleep=sleep, game_clock=PlayedClock())
+    ) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
@@ -381,3 +383,29 @@ def test_production_refuses_the_development_secret(backend: str) -> None:
     with pytest.raises(SystemExit, match="COOKIE_SECURE"):
         create_app(Settings(environment="production", jwt_secret="s" * 40))
     create_app(Settings(environment="production", jwt_secret="s" * 40, cookie_secure=True))
+
+
+@pytest.mark.parametrize("chosen", [1, 10, 20])
+async def test_games_with_chosen_questions_earn_nothing(
+    api: httpx.AsyncClient, bank: QuestionBank, chosen: int
+) -> None:
+    """Practice games (the client chose the questions) never award XP, gems or best score:
+    one-question games farmed 51 XP each, and 20-question games inflated the best score."""
+    email = new_email()
+    await signup(api, email)
+    token = await login(api, email)
+    ids = [q.id for q in bank.all()[:chosen]]
+    game = (
+        await api.post("/api/game/session", json={"questionIds": ids}, headers=bearer(token))
+    ).json()
+    for i in range(chosen):
+        body = answer_body(game, i, bank, remaining=20)
+        assert (
+            await api.post("/api/game/answer", json=body, headers=bearer(token))
+        ).status_code == 200
+    url = f"/api/game/results/{game['sessionId']}"
+    done = (await api.get(url, headers=bearer(token))).json()
+    assert done["complete"] is True
+    assert done["progression"] is None
+    profile = (await api.get("/api/users/profile", headers=bearer(token))).json()
+    assert (profile["totalXp"], profile["gamesPlayed"], profile["bestScore"]) == (0, 0, 0)

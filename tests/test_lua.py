@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from app import scripts
 
 TTL_MS = 60_000
+FAR = 4_000_000_000_000  # a deadline in the year 2096: every claimed time is plausible
 
 
 @dataclass
@@ -38,10 +39,42 @@ class Lua:
     async def create(self, key: str, document: str) -> None:
         assert await self.run("create_document", key, document, TTL_MS) == 1
 
-    async def submit(self, key: str, qid: str, wager: int = -1, user: str = "") -> list[Any]:
+    async def submit(
+        self, key: str, qid: str, wager: int = -1, user: str = "", deadline_ms: int = FAR
+    ) -> list[Any]:
         final = answer(qid, wager, wager) if wager >= 0 else answer(qid, 0)
+        return await self.submit_exactly(
+            key, qid, answer(qid, 150), final, wager, user, deadline_ms
+        )
+
+    async def submit_exactly(
+        self,
+        key: str,
+        qid: str,
+        regular: str,
+        final: str,
+        wager: int = -1,
+        user: str = "",
+        deadline_ms: int = FAR,
+    ) -> list[Any]:
+        """submit_answer.lua with its arguments in order; the implausible outcomes are marked
+        by a total of -1, and each outcome claims 3.5 s (see `answer`)."""
+        implausible = [
+            json.dumps([*json.loads(a)[:6], -1, True, json.loads(a)[8]]) for a in (regular, final)
+        ]
         reply: list[Any] = await self.run(
-            "submit_answer", key, qid, answer(qid, 150), final, wager, TTL_MS, user
+            "submit_answer",
+            key,
+            qid,
+            regular,
+            final,
+            *implausible,
+            3.5,
+            3.5,
+            wager,
+            deadline_ms,
+            TTL_MS,
+            user,
         )
         return reply
 
@@ -143,7 +176,7 @@ async def test_submit_duplicate_returns_stored_answer_unchanged(lua: Lua) -> Non
     key = new_key()
     await lua.create(key, doc("a", "b"))
     _, first, _ = await lua.submit(key, "a")
-    reply = await lua.run("submit_answer", key, "a", answer("a", 0), answer("a", 0), -1, TTL_MS, "")
+    reply = await lua.submit_exactly(key, "a", answer("a", 0), answer("a", 0))
     assert reply[0] == 1
     assert json.loads(reply[1]) == json.loads(first)
     assert len((await lua.document(key))["a"]) == 1
@@ -201,6 +234,18 @@ async def test_submit_final_without_wager_stores_final_variant(lua: Lua) -> None
     code, stored, _ = await lua.submit(key, "b")
     assert code == 0
     assert json.loads(stored) == json.loads(answer("b", 0))
+
+
+async def test_submit_checks_claimed_times_against_the_clock(lua: Lua) -> None:
+    key = new_key()
+    created = "2026-01-01T00:00:00Z"  # 1767225600000 ms since the epoch
+    await lua.create(key, doc("a", "b", "c", created=created))
+    # 3.5 s claimed by 1767225603500 + 1 ms: plausible; then 7 s claimed by 6.9 s: not.
+    assert (await lua.submit(key, "a", deadline_ms=1767225603501))[0] == 0
+    code, stored, _ = await lua.submit(key, "b", deadline_ms=1767225606900)
+    assert code == 0
+    assert json.loads(stored)[6:8] == [-1, True]  # the implausible outcome was chosen
+    assert [a[6] for a in (await lua.document(key))["a"]] == [150, -1]
 
 
 # --- restore_session.lua -----------------------------------------------------------------------

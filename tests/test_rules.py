@@ -29,8 +29,15 @@ def question(qid: str = "q1", correct: int = 2) -> Question:
     )
 
 
+HOUR_LATER = datetime.now(UTC).timestamp() + 3600  # any game below has had time to be played
+
+
 def candidate(
-    q: Question, selected: int | None = 2, remaining: float = 20.0, wager: int | None = None
+    q: Question,
+    selected: int | None = 2,
+    remaining: float = 20.0,
+    wager: int | None = None,
+    received_at: float = HOUR_LATER,
 ) -> AnswerCandidate:
     return rules.candidate(
         q,
@@ -39,6 +46,7 @@ def candidate(
         question_seconds=LIMIT,
         final_question_seconds=FINAL_LIMIT,
         wager=wager,
+        received_at=received_at,
     )
 
 
@@ -205,3 +213,41 @@ def test_accuracy_rounds_half_up() -> None:
         return profile_of(user).overall_accuracy
 
     assert (accuracy(5, 8), accuracy(1, 8), accuracy(0, 0), accuracy(7, 10)) == (63, 13, 0, 70)
+
+
+# --- the server's clock against the claimed answer times --------------------------------------
+
+
+def test_answers_faster_than_the_clock_allows_lose_the_speed_bonus() -> None:
+    s = session(3)
+    start = s.created_at.timestamp()
+    # 5 s claimed (20 s left of 25) but received 6 s after creation: plausible.
+    first, _, _ = rules.accept_answer(s, candidate(question("q0"), 2, 20, received_at=start + 6))
+    assert (first.speed_bonus, first.total_points, first.flagged) == (50, 150, False)
+    # 5 s more claimed, received 1 s later: 10 s claimed in 7 s (+2 s slack): implausible.
+    second, _, _ = rules.accept_answer(s, candidate(question("q1"), 2, 20, received_at=start + 7))
+    assert (second.base_points, second.speed_bonus, second.total_points) == (100, 0, 100)
+    assert second.flagged
+    # The final keeps its wager outcome, flagged.
+    final, _, _ = rules.accept_answer(
+        s, candidate(question("q2"), 2, 45, wager=50, received_at=start + 8)
+    )
+    assert (final.total_points, final.wager, final.flagged) == (50, 50, True)
+
+
+@given(
+    claims=st.lists(st.floats(0, 25), min_size=1, max_size=10),
+    gaps=st.lists(st.floats(0, 40), min_size=10, max_size=10),
+)
+def test_timer_check_is_the_cumulative_rule(claims: list[float], gaps: list[float]) -> None:
+    s = session(len(claims))
+    start, elapsed, claimed = s.created_at.timestamp(), 0.0, 0.0
+    for i, (claim, gap) in enumerate(zip(claims, gaps, strict=False)):
+        elapsed += gap
+        stored, _, _ = rules.accept_answer(
+            s, candidate(question(f"q{i}"), 2, LIMIT - claim, received_at=start + elapsed)
+        )
+        claimed += stored.response_time
+        plausible = claimed <= elapsed + rules.CLOCK_SLACK_SECONDS
+        assert stored.flagged or plausible
+        assert (stored.speed_bonus == 0) or plausible

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,11 +36,19 @@ def candidate(
     selected: int | None = None,
     remaining: float = 20.0,
     wager: int | None = None,
+    received_at: float | None = None,
 ) -> AnswerCandidate:
+    """An answer received an hour after now unless told: the game had time to be played."""
     question = bank.get(qid)
     pick = question.correct_answer if selected is None else selected
     return rules.candidate(
-        question, pick, remaining, question_seconds=25, final_question_seconds=50, wager=wager
+        question,
+        pick,
+        remaining,
+        question_seconds=25,
+        final_question_seconds=50,
+        wager=wager,
+        received_at=time.time() + 3600 if received_at is None else received_at,
     )
 
 
@@ -99,6 +108,23 @@ async def test_wager_checked_against_stored_score(store: SessionStore, bank: Que
     assert accepted.answer.total_points == 137
     assert accepted.answer.wager == 137
     assert accepted.completed
+
+
+async def test_the_clock_bounds_claimed_answer_times(
+    store: SessionStore, bank: QuestionBank
+) -> None:
+    sid, session = await new_session(store, bank, 3)
+    start = session.created_at.timestamp()
+    first, second, _ = session.question_ids
+    kept = await store.submit(sid, candidate(bank, first, remaining=20, received_at=start + 6))
+    assert (kept.answer.total_points, kept.answer.flagged) == (150, False)
+    early = await store.submit(sid, candidate(bank, second, remaining=20, received_at=start + 7))
+    assert (early.answer.speed_bonus, early.answer.total_points, early.answer.flagged) == (
+        0,
+        100,
+        True,
+    )
+    assert (await store.load(sid)).answers == [kept.answer, early.answer]
 
 
 async def test_completion_is_reported_once(store: SessionStore, bank: QuestionBank) -> None:

@@ -1,5 +1,5 @@
-"""Players' accounts in Redis: users, the email index, refresh-token families, revoked access
-tokens, failed-login counters and the progression ledger.
+"""Players' accounts in Redis: users, the email index, refresh-token families, login attempts,
+per-client limits and the progression ledger.
 
 Redis is their only store, reached through the same link as the sessions (app/redis_link.py),
 so an outage fails fast here too. Every operation is labelled `account:<operation>` in the
@@ -18,9 +18,12 @@ from app import keys
 from app.errors import EmailTaken, StorageUnavailable
 from app.models import Progression, StoredUser
 from app.redis_link import Arg, RedisLink
-from app.scripts import Award, Created, Rotated, Updated
+from app.scripts import Award, Claimed, Created, Rotated, Updated
 
 T = TypeVar("T")
+# A ledger entry is forgotten this long after its game's last results call: the game's session
+# expired long before, so no results call can award it again (award_progression.lua).
+LEDGER_RETENTION_MS = 30 * 24 * 3600 * 1000
 _encode = msgspec.json.Encoder().encode
 _decode_user = msgspec.json.Decoder(StoredUser).decode
 
@@ -70,18 +73,21 @@ class AccountStore:
         score: int,
         correct: int,
         questions: int,
+        now_ms: int,
     ) -> Progression | None:
         """Add a finished game's progression once; later calls return the first award. None if
         the player no longer exists."""
         reply = await self._script(
             "award_progression",
-            [keys.user(user_id), keys.awards(user_id)],
+            [keys.user(user_id), keys.awards(user_id), keys.award_times(user_id)],
             session_id,
             progression.xp_earned,
             progression.gems_earned,
             score,
             correct,
             questions,
+            now_ms,
+            LEDGER_RETENTION_MS,
         )
         if Award(reply[0]) == Award.NO_PLAYER:
             return None
@@ -89,60 +95,66 @@ class AccountStore:
 
     # --- tokens ----------------------------------------------------------------------------------
 
-    async def access_state(self, token_id: str, user_id: str) -> tuple[bool, float]:
+    async def access_state(self, family: str, user_id: str) -> tuple[bool, float]:
         """(revoked?, timer multiplier) of an access token's holder, in one round trip: the two
-        reads are issued together and share a pipeline."""
-        revoked, raw = await asyncio.gather(
-            self._command("check_revoked", "EXISTS", keys.blacklist(token_id)),
+        reads are issued together and share a pipeline. A token is revoked when its family has
+        ended (logout, reuse detection) or its player no longer exists."""
+        live, raw = await asyncio.gather(
+            self._command("check_family", "EXISTS", keys.refresh(family)),
             self._command("read_multiplier", *self._read_user(user_id, ".timerMultiplier")),
         )
-        if raw is None:  # the account is gone: treat the token as revoked
+        if raw is None:
             return True, 1.0
         if self._storage == "json":
-            return bool(revoked), float(raw)
-        return bool(revoked), _decode_user(raw).timer_multiplier
+            return not live, float(raw)
+        return not live, _decode_user(raw).timer_multiplier
 
     async def start_family(self, family: str, token_id: str, ttl_ms: int) -> None:
         await self._command("start_family", "SET", keys.refresh(family), token_id, "PX", ttl_ms)
 
-    async def rotate(self, family: str, old_id: str, new_id: str, ttl_ms: int) -> Rotated:
-        reply = await self._script("rotate_refresh", [keys.refresh(family)], old_id, new_id, ttl_ms)
-        return Rotated(reply)
-
-    async def revoke(self, family: str, access_id: str, access_ttl_ms: int) -> None:
-        """Logout: the refresh family is deleted and the access token blacklisted until expiry.
-        Each step is idempotent, so a retry after a partial failure completes it."""
-        end_family = self._command("end_family", "DEL", keys.refresh(family))
-        if access_ttl_ms <= 0:
-            await end_family
-            return
-        blacklist = keys.blacklist(access_id)
-        await asyncio.gather(
-            end_family,
-            self._command("revoke_access", "SET", blacklist, 1, "PX", access_ttl_ms),
+    async def rotate(
+        self, family: str, old_id: str, new_id: str, ttl_ms: int, now_ms: int, grace_ms: int
+    ) -> tuple[Rotated, str]:
+        """The outcome, and the id of the family's live refresh token afterwards."""
+        reply = await self._script(
+            "rotate_refresh", [keys.refresh(family)], old_id, new_id, ttl_ms, now_ms, grace_ms
         )
+        outcome = Rotated(reply[0])
+        return outcome, reply[1].decode() if outcome == Rotated.GRACE else new_id
 
-    # --- login throttling ------------------------------------------------------------------------
+    async def end_family(self, family: str) -> None:
+        """Logout: the refresh token and every access token of this login stop working."""
+        await self._command("end_family", "DEL", keys.refresh(family))
 
-    async def login_failures(self, email: str) -> tuple[int, int]:
-        """(failed attempts in the current window, milliseconds until the window ends)."""
-        key = keys.login_failures(email)
-        count, ttl = await asyncio.gather(
-            self._command("read_login_failures", "GET", key),
-            self._command("read_login_window", "PTTL", key),
+    # --- limits ----------------------------------------------------------------------------------
+
+    async def claim_login(
+        self, email: str, client: str, per_client: int, per_email: int, window_ms: int
+    ) -> tuple[bool, int]:
+        """Count a login attempt for `email` before its password is checked: (claimed, attempts
+        from this client) or (refused, milliseconds until the window ends)."""
+        reply = await self._script(
+            "claim_login",
+            [keys.login_attempts(email)],
+            client,
+            per_client,
+            per_email,
+            window_ms,
         )
-        return int(count or 0), max(int(ttl), 0)
+        return Claimed(reply[0]) == Claimed.CLAIMED, reply[1]
 
-    async def record_login_failure(self, email: str, window_seconds: int) -> int:
-        key = keys.login_failures(email)
-        count, _ = await asyncio.gather(
-            self._command("count_login_failure", "INCR", key),
-            self._command("start_login_window", "EXPIRE", key, window_seconds, "NX"),
+    async def clear_login(self, email: str) -> None:
+        await self._command("clear_login", "DEL", keys.login_attempts(email))
+
+    async def use(
+        self, client: str, action: str, limit: int, window_ms: int, amount: int = 1
+    ) -> tuple[bool, int]:
+        """Count one use of `action` by `client` (amount -1 gives one back): (claimed, uses) or
+        (refused, milliseconds until the window ends)."""
+        reply = await self._script(
+            "rate_limit", [keys.rate(client, action)], limit, window_ms, amount
         )
-        return int(count)
-
-    async def clear_login_failures(self, email: str) -> None:
-        await self._command("clear_login_failures", "DEL", keys.login_failures(email))
+        return Claimed(reply[0]) == Claimed.CLAIMED, reply[1]
 
     # --- Redis access ---------------------------------------------------------------------------
 

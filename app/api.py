@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -9,8 +10,14 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from app.auth import REFRESH_COOKIE, Auth, Credentials, Issued, user_view
-from app.errors import BodyTooLarge, InvalidInput, Unauthorized
+from app.auth import REFRESH_COOKIE, Auth, Caller, Issued, user_view
+from app.errors import (
+    BodyTooLarge,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from app.game import Game
 from app.metrics import Metrics
 from app.models import (
@@ -75,22 +82,28 @@ async def read_body(request: Request) -> bytes:
 
 
 async def decode(request: Request, decoder: Any, empty: T | None = None) -> T:
+    """The body decoded into its Struct. A body must be JSON with that content type: a form or
+    text/plain body could be posted cross-site without a preflight."""
     body = await read_body(request)
     if not body.strip() and empty is not None:
         return empty
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType()
     try:
         decoded: T = decoder(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"Invalid request body: {exc}") from exc
     return decoded
 
 
-def credentials(request: Request) -> Credentials:
+def caller(request: Request) -> Caller:
     headers = request.headers
+    address = request.client.host if request.client else ""
     authorization = headers.get("authorization")
     if authorization is None and "cookie" not in headers:
-        return Credentials()  # anonymous: the common case, without parsing cookies
-    return Credentials(authorization, REFRESH_COOKIE in request.cookies)
+        return Caller(address)  # anonymous: the common case, without parsing cookies
+    return Caller(address, authorization, REFRESH_COOKIE in request.cookies)
 
 
 # --- game ---------------------------------------------------------------------------------------
@@ -98,25 +111,27 @@ def credentials(request: Request) -> Credentials:
 
 async def create_session(request: Request) -> Response:
     body = await decode(request, _decode_create, empty=CreateSessionRequest())
-    created = await game_of(request).create_session(body.question_ids, credentials(request))
+    created = await game_of(request).create_session(body.question_ids, caller(request))
     return json_response(created, 201)
 
 
 async def submit_answer(request: Request) -> Response:
     body: AnswerRequest = await decode(request, _decode_answer)
-    return json_response(await game_of(request).answer(body, credentials(request)))
+    return json_response(await game_of(request).answer(body, caller(request)))
 
 
 async def results(request: Request) -> Response:
     session_id = request.path_params["session_id"]
-    return json_response(await game_of(request).results(session_id, credentials(request)))
+    return json_response(await game_of(request).results(session_id, caller(request)))
 
 
 # --- accounts -----------------------------------------------------------------------------------
 
 
 def with_refresh_cookie(response: Response, auth: Auth, token: str | None) -> Response:
-    """Set (or, with None, clear) the HttpOnly refresh-token cookie."""
+    """Set (or, with None, clear) the HttpOnly refresh-token cookie. Responses that carry
+    tokens are never stored by a cache."""
+    response.headers["cache-control"] = "no-store"
     if token is None:
         response.delete_cookie(
             REFRESH_COOKIE, path="/", secure=auth.cookie.secure, httponly=True, samesite="strict"
@@ -136,7 +151,7 @@ def with_refresh_cookie(response: Response, auth: Auth, token: str | None) -> Re
 
 async def signup(request: Request) -> Response:
     body: SignupRequest = await decode(request, _decode_signup)
-    user = await auth_of(request).signup(body)
+    user = await auth_of(request).signup(body, caller(request))
     created = SignupResponse(message="Account created: log in to play", user=user_view(user))
     return json_response(created, 201)
 
@@ -144,7 +159,7 @@ async def signup(request: Request) -> Response:
 async def login(request: Request) -> Response:
     body: LoginRequest = await decode(request, _decode_login)
     auth = auth_of(request)
-    issued: Issued = await auth.login(body)
+    issued: Issued = await auth.login(body, caller(request))
     return with_refresh_cookie(json_response(issued.body), auth, issued.refresh_token)
 
 
@@ -190,5 +205,12 @@ async def openapi_document(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus text format, for a scraper that sends `Authorization: Bearer METRICS_TOKEN`
+    (Prometheus' `authorization` scrape setting); off (404) while METRICS_TOKEN is unset."""
     metrics: Metrics = request.state.metrics
+    if not metrics.token:
+        raise NotFound("Metrics are off: set METRICS_TOKEN and scrape with it as a Bearer token")
+    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), metrics.token.encode()):
+        raise Unauthorized("Send Authorization: Bearer <METRICS_TOKEN>")
     return Response(metrics.render(), media_type=metrics.content_type)

@@ -2,24 +2,26 @@
 
 Access tokens: JWT HS256, `ACCESS_TOKEN_SECONDS` (15 min), sent as `Authorization: Bearer`.
 Refresh tokens: JWT HS256, `REFRESH_TOKEN_SECONDS` (30 days), in an HttpOnly SameSite=Strict
-cookie; each refresh rotates it, and presenting a used one revokes its whole family.
+cookie; each refresh rotates it, and presenting a used one revokes its whole family. Tokens
+carry the id (`kid`) of the secret that signed them: `JWT_SECRET` signs, it and
+`JWT_PREVIOUS_SECRETS` verify, so the signing secret can rotate without logging anyone out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import math
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.accounts import AccountStore
 from app.errors import (
@@ -39,12 +41,17 @@ from app.models import (
     TokenResponse,
     UserView,
 )
+from app.passwords import Passwords
 from app.scripts import Rotated
 from app.settings import Settings
 
 TIMER_MULTIPLIERS = (1.0, 1.5, 2.0)
 REFRESH_COOKIE = "refreshToken"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Control, format (zero-width and direction marks), private-use, surrogate and separator
+# characters: invisible or look-alike in an email address, never accepted there.
+_INVISIBLE = {"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"}
+CLOCK_SKEW_SECONDS = 60  # how far in the future a token's iat may be, between instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +64,11 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
-class Credentials:
-    """What a game request carries to say who is calling."""
+class Caller:
+    """Who sends a request: the client's address (the balancer's X-Forwarded-For when the
+    server trusts it, see README) and what the request carries to say who is calling."""
 
+    address: str = ""
     authorization: str | None = None
     has_refresh_cookie: bool = False
 
@@ -79,12 +88,21 @@ class Issued:
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """One spelling per address: NFKC (fullwidth letters become ASCII ones), trimmed, lower
+    case. Invisible and control characters are refused, not removed (InvalidInput)."""
+    email = unicodedata.normalize("NFKC", email).strip().lower()
+    if any(unicodedata.category(c) in _INVISIBLE for c in email):
+        raise InvalidInput("The email address contains invisible or control characters")
+    return email
 
 
 def validate_signup(request: SignupRequest) -> tuple[str, str]:
     """(normalized email, trimmed name), or ValidationFailed listing every bad field."""
-    email, name, password = normalize_email(request.email), request.name.strip(), request.password
+    name, password = request.name.strip(), request.password
+    try:
+        email = normalize_email(request.email)
+    except InvalidInput:
+        email = ""  # refused below, with every other bad field
     errors = []
     if not _EMAIL.match(email):
         errors.append(("email", "Enter a valid email address"))
@@ -151,46 +169,72 @@ class Auth:
         self.accounts = accounts
         self.settings = settings
         self.cookie = CookiePolicy(settings.refresh_token_seconds, settings.cookie_secure)
+        self.passwords = Passwords(settings.password_hash_concurrency, settings.password_hash_queue)
         self._clock = clock
         self._sleep = sleep
-        self._hasher = PasswordHasher()  # argon2id with the library's current recommended cost
-        self._dummy_hash: str | None = None  # made on first need, off the event loop
+        self._secrets = {_key_id(secret): secret for secret in settings.jwt_secrets}
+        self._signing_key_id = _key_id(settings.jwt_secret)
+
+    def close(self) -> None:
+        self.passwords.close()
 
     # --- tokens ----------------------------------------------------------------------------------
 
-    def _token(self, user_id: str, family: str, kind: str, lifetime: float) -> tuple[str, str]:
-        token_id, now = uuid.uuid4().hex, int(self._clock())
+    def _token(self, user_id: str, family: str, kind: str, token_id: str | None = None) -> str:
+        lifetime = self._lifetime(kind)
+        now = int(self._clock())
         claims = {
             "sub": user_id,
-            "jti": token_id,
+            "jti": token_id or uuid.uuid4().hex,
             "fam": family,
             "typ": kind,
             "iat": now,
-            "exp": now + int(lifetime),
+            "exp": now + lifetime,
         }
-        return jwt.encode(claims, self.settings.jwt_secret, algorithm="HS256"), token_id
+        secret, key_id = self._secrets[self._signing_key_id], self._signing_key_id
+        return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id})
+
+    def _lifetime(self, kind: str) -> int:
+        if kind == "access":
+            return self.settings.access_token_seconds
+        return self.settings.refresh_token_seconds
 
     def _claims(self, token: str, kind: str) -> dict[str, object]:
+        """The claims of a token signed by a known secret, of this kind, live now, and no longer
+        lived than its kind allows (a forged `exp: 1e300` is refused, not trusted)."""
         try:
+            secret = self._secrets.get(str(jwt.get_unverified_header(token).get("kid")))
+            if secret is None:
+                raise jwt.InvalidTokenError("signed with an unknown or removed secret")
             claims: dict[str, object] = jwt.decode(
                 token,
-                self.settings.jwt_secret,
+                secret,
                 algorithms=["HS256"],
-                options={"require": ["sub", "jti", "fam", "typ", "exp"], "verify_exp": False},
+                options={
+                    "require": ["sub", "jti", "fam", "typ", "iat", "exp"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.InvalidTokenError:
             raise Unauthorized("Invalid token: log in again") from None
         if claims["typ"] != kind:
             raise Unauthorized("Wrong kind of token: log in again")
-        if not isinstance(claims["exp"], int | float) or claims["exp"] <= self._clock():
+        issued, expires, now = claims["iat"], claims["exp"], self._clock()
+        if not isinstance(issued, int) or not isinstance(expires, int):
+            raise Unauthorized("Invalid token: log in again")
+        if issued > now + CLOCK_SKEW_SECONDS or expires - issued > self._lifetime(kind):
+            raise Unauthorized("Invalid token: log in again")
+        if expires <= now:
             raise Unauthorized("Token expired: refresh and retry")
         return claims
 
     # --- routes ----------------------------------------------------------------------------------
 
-    async def signup(self, request: SignupRequest) -> StoredUser:
+    async def signup(self, request: SignupRequest, caller: Caller) -> StoredUser:
         email, name = validate_signup(request)
-        password_hash = await asyncio.to_thread(self._hasher.hash, request.password)
+        await self._use(caller, "signup", self.settings.signups_per_client, "Too many sign-ups")
+        password_hash = await self.passwords.hash(request.password)
         user = StoredUser(
             id=str(uuid.uuid4()),
             email=email,
@@ -201,42 +245,55 @@ class Auth:
         await self.accounts.create_user(user)
         return user
 
-    async def login(self, request: LoginRequest) -> Issued:
+    async def login(self, request: LoginRequest, caller: Caller) -> Issued:
+        """Each attempt is counted before its password is checked, per client and email, per
+        email and per client, so concurrency cannot buy more guesses than the limits allow."""
         email = normalize_email(request.email)
-        failures, window_ms = await self.accounts.login_failures(email)
-        if failures >= self.settings.login_max_failures:
-            raise TooManyAttempts(max(1, math.ceil(window_ms / 1000)))
+        attempts = await self._claim_login(email, caller)
         user = await self.accounts.user_by_email(email)
-        if not await self._password_matches(user, request.password):
-            await self._failed_login(email)
-        assert user is not None
-        await self.accounts.clear_login_failures(email)
+        matches = await self.passwords.verify(
+            user.password_hash if user else None, request.password
+        )
+        if not matches or user is None:
+            beyond = attempts - self.settings.login_slow_after
+            if beyond > 0:  # slow repeated failures down before refusing them outright
+                await self._sleep(min(self.settings.login_slowdown_seconds * beyond, 5.0))
+            raise Unauthorized("Wrong email or password")
+        await asyncio.gather(  # a success clears the email's count and gives the client's back
+            self.accounts.clear_login(email),
+            self.accounts.use(caller.address, "login", 1, self._window_ms, amount=-1),
+        )
         family = uuid.uuid4().hex
         issued, refresh_id = self._new_pair(user, family)
         await self.accounts.start_family(family, refresh_id, self._refresh_ms)
         return issued
 
-    async def _password_matches(self, user: StoredUser | None, password: str) -> bool:
-        """Verify against the player's hash, or against a dummy one when the email is unknown,
-        so both answers take the same time."""
-        if user is not None:
-            stored = user.password_hash
-        else:
-            if self._dummy_hash is None:
-                self._dummy_hash = await asyncio.to_thread(self._hasher.hash, "not a password")
-            stored = self._dummy_hash
-        try:
-            await asyncio.to_thread(self._hasher.verify, stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        return user is not None
+    async def _claim_login(self, email: str, caller: Caller) -> int:
+        """Claim one attempt; the attempts of this client for this email so far."""
+        limits = self.settings
+        await self._use(caller, "login", limits.login_max_failures_per_client, "Too many logins")
+        claimed, attempts = await self.accounts.claim_login(
+            email,
+            caller.address,
+            limits.login_max_failures,
+            limits.login_max_failures_per_email,
+            self._window_ms,
+        )
+        if not claimed:
+            await self.accounts.use(caller.address, "login", 1, self._window_ms, amount=-1)
+            raise TooManyAttempts(
+                "Too many failed logins for this email", max(1, math.ceil(attempts / 1000))
+            )
+        return attempts
 
-    async def _failed_login(self, email: str) -> None:
-        count = await self.accounts.record_login_failure(email, self.settings.login_lockout_seconds)
-        beyond = count - self.settings.login_slow_after
-        if beyond > 0:  # slow repeated failures down before refusing them outright
-            await self._sleep(min(self.settings.login_slowdown_seconds * beyond, 5.0))
-        raise Unauthorized("Wrong email or password")
+    async def _use(self, caller: Caller, action: str, limit: int, refusal: str) -> None:
+        """Count one use of a per-client limit (0: none), or refuse with 429."""
+        if limit == 0:
+            return
+        window_ms = self._window_ms if action == "login" else self._rate_window_ms
+        claimed, value = await self.accounts.use(caller.address, action, limit, window_ms)
+        if not claimed:
+            raise TooManyAttempts(f"{refusal} from this address", max(1, math.ceil(value / 1000)))
 
     async def refresh(self, token: str | None) -> Issued:
         if not token:
@@ -244,20 +301,27 @@ class Auth:
         claims = self._claims(token, "refresh")
         user_id, family = str(claims["sub"]), str(claims["fam"])
         user = _existing(await self.accounts.user(user_id))
-        issued, refresh_id = self._new_pair(user, family)
-        outcome = await self.accounts.rotate(
-            family, str(claims["jti"]), refresh_id, self._refresh_ms
+        new_id = uuid.uuid4().hex
+        outcome, live_id = await self.accounts.rotate(
+            family,
+            str(claims["jti"]),
+            new_id,
+            self._refresh_ms,
+            int(self._clock() * 1000),
+            int(self.settings.refresh_reuse_grace_seconds * 1000),
         )
         if outcome == Rotated.REUSED:
             raise RefreshReused()
         if outcome == Rotated.ENDED:
             raise LoginEnded()
+        # Rotated, or the same token again within the grace window (two refreshes sent at once):
+        # either way the live token of the family, so both answers set an equivalent cookie.
+        issued, _ = self._new_pair(user, family, refresh_id=live_id)
         return issued
 
     async def logout(self, authorization: str | None) -> None:
         identity = await self.authenticate(authorization)
-        ttl_ms = math.ceil((identity.expires_at - self._clock()) * 1000)
-        await self.accounts.revoke(identity.family, identity.token_id, ttl_ms)
+        await self.accounts.end_family(identity.family)
 
     async def profile(self, authorization: str | None) -> Profile:
         identity = await self.authenticate(authorization)
@@ -273,17 +337,26 @@ class Auth:
     def _refresh_ms(self) -> int:
         return int(self.settings.refresh_token_seconds * 1000)
 
-    def _new_pair(self, user: StoredUser, family: str) -> tuple[Issued, str]:
-        access, _ = self._token(user.id, family, "access", self.settings.access_token_seconds)
-        refresh, refresh_id = self._token(
-            user.id, family, "refresh", self.settings.refresh_token_seconds
-        )
+    @property
+    def _window_ms(self) -> int:
+        return self.settings.login_lockout_seconds * 1000
+
+    @property
+    def _rate_window_ms(self) -> int:
+        return self.settings.rate_limit_window_seconds * 1000
+
+    def _new_pair(
+        self, user: StoredUser, family: str, refresh_id: str | None = None
+    ) -> tuple[Issued, str]:
+        refresh_id = refresh_id or uuid.uuid4().hex
+        access = self._token(user.id, family, "access")
+        refresh = self._token(user.id, family, "refresh", refresh_id)
         return Issued(TokenResponse(access_token=access, user=user_view(user)), refresh), refresh_id
 
     # --- who is calling --------------------------------------------------------------------------
 
     async def authenticate(self, authorization: str | None) -> Identity:
-        """The caller of a route that needs an account: a valid, unrevoked access token."""
+        """The caller of a route that needs an account: a valid access token of a live login."""
         return await self._unrevoked(self._signed(authorization))
 
     def _signed(self, authorization: str | None) -> Identity:
@@ -296,32 +369,38 @@ class Auth:
         )
 
     async def _unrevoked(self, identity: Identity) -> Identity:
-        """The identity with its timer multiplier, unless its token or account is revoked."""
-        revoked, multiplier = await self.accounts.access_state(identity.token_id, identity.user_id)
+        """The identity with its timer multiplier, unless its login has ended (logout, or a
+        reused refresh token revoked the family) or the account is gone."""
+        revoked, multiplier = await self.accounts.access_state(identity.family, identity.user_id)
         if revoked:
             raise Unauthorized("Token revoked: log in again")
         return dataclasses.replace(identity, timer_multiplier=multiplier)
 
-    async def player(self, credentials: Credentials) -> Identity | None:
+    async def player(self, caller: Caller) -> Identity | None:
         """The caller of a game route: a signed-in player, or None for an anonymous one.
 
         A request with the refresh cookie but no access token is a signed-in player whose
         client has not attached its token yet (the web client sends game calls with cookies
         only, and on a 401 refreshes once and retries with a Bearer token).
 
-        While Redis is unreachable the revocation list cannot be read; a signed, unexpired
+        While Redis is unreachable the revocation state cannot be read; a signed, unexpired
         access token is then accepted (it lives 15 minutes at most), so signed-in players keep
         playing fallback games like anonymous ones.
         """
-        if credentials.authorization:
-            identity = self._signed(credentials.authorization)
+        if caller.authorization:
+            identity = self._signed(caller.authorization)
             try:
                 return await self._unrevoked(identity)
             except StorageUnavailable:
                 return identity
-        if credentials.has_refresh_cookie:
+        if caller.has_refresh_cookie:
             raise Unauthorized("Access token missing: refresh and retry with a Bearer token")
         return None
+
+
+def _key_id(secret: str) -> str:
+    """A short public id of a secret (the JWT `kid`): says which secret signed a token."""
+    return hashlib.sha256(b"civic-trivia-jwt-key:" + secret.encode()).hexdigest()[:12]
 
 
 def _existing(user: StoredUser | None) -> StoredUser:

@@ -16,7 +16,11 @@ class BodyTooLarge(InvalidInput):
         super().__init__(f"Request body is larger than {limit_bytes // 1024} KiB")
 
 
-class SessionNotFound(GameError):
+class NotFound(GameError):
+    pass
+
+
+class SessionNotFound(NotFound):
     def __init__(self) -> None:
         super().__init__("Game session not found: it never existed or has expired")
 
@@ -58,11 +62,16 @@ class EmailTaken(GameError):
 
 
 class TooManyAttempts(GameError):
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(
-            f"Too many failed logins for this email: try again in {retry_after_seconds} s"
-        )
+    """A limit on a client's (or an email's) attempts was reached; retry after the window."""
+
+    def __init__(self, what: str, retry_after_seconds: int) -> None:
+        super().__init__(f"{what}: try again in {retry_after_seconds} s")
         self.retry_after_seconds = retry_after_seconds
+
+
+class UnsupportedMediaType(InvalidInput):
+    def __init__(self) -> None:
+        super().__init__("Send the body as JSON with Content-Type: application/json")
 
 
 class QuestionNotInSession(InvalidInput):
@@ -90,12 +99,22 @@ class StorageUnavailable(GameError):
         super().__init__(message)
 
 
+class Busy(StorageUnavailable):
+    """Too much password hashing is waiting already: refused at once rather than queued."""
+
+    retry_after_seconds = 1
+
+    def __init__(self) -> None:
+        super().__init__("The service is busy checking passwords; retry in a moment")
+
+
 STATUS: dict[type[GameError], int] = {
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 400,
     Unauthorized: 401,
     Forbidden: 403,
-    SessionNotFound: 404,
+    NotFound: 404,
     EmailTaken: 409,
     TooManyAttempts: 429,
     StorageUnavailable: 503,

@@ -77,6 +77,12 @@ class FallbackStore:
             return await self.memory.load(session_id, user_id)
         return await self.redis.load(session_id, user_id)
 
+    async def discard(self, session_id: str) -> None:
+        if self.memory.holds(session_id):
+            self.memory.drop(session_id)
+        else:
+            await self.redis.discard(session_id)
+
     def is_fallback(self, session_id: str) -> bool:
         return self.memory.holds(session_id)
 

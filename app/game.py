@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -11,8 +14,8 @@ import msgspec
 
 from app import __version__, rules
 from app.accounts import AccountStore
-from app.auth import Auth, Credentials
-from app.errors import SessionNotFound, StorageUnavailable
+from app.auth import Auth, Caller
+from app.errors import SessionNotFound, StorageUnavailable, TooManyAttempts
 from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
@@ -60,9 +63,9 @@ class Game:
         self._started_at = time.monotonic()
 
     async def create_session(
-        self, question_ids: list[str] | None, credentials: Credentials
+        self, question_ids: list[str] | None, caller: Caller
     ) -> CreateSessionResponse:
-        player = await self.auth.player(credentials)
+        player = await self.auth.player(caller)
         practice = question_ids is not None
         if question_ids is None:
             question_ids = self.bank.draw(self.settings.questions_per_game)
@@ -74,7 +77,7 @@ class Game:
             owner=player.user_id if player else None,
             practice=practice,
         )
-        session_id = await self.store.create(session)
+        session_id = await self._create_within_limit(session, caller.address)
         degraded = self.store.is_fallback(session_id)
         self.metrics.sessions_created.labels("fallback" if degraded else self.store.kind).inc()
         return CreateSessionResponse(
@@ -83,10 +86,38 @@ class Game:
             degraded=degraded,
         )
 
-    async def answer(self, request: AnswerRequest, credentials: Credentials) -> AnswerResult:
+    async def _create_within_limit(self, session: StoredSession, address: str) -> str:
+        """Create the session while counting the client's creates, in the same round trip (the
+        two calls share a pipeline). Over the limit, the new session is discarded and the client
+        told when to retry: a client cannot fill Redis with sessions, and a player's create
+        still costs one round trip."""
+        limit = self.settings.creates_per_client
+        if limit == 0:
+            return await self.store.create(session)
+        window_ms = self.settings.rate_limit_window_seconds * 1000
+        session_id, (claimed, value) = await asyncio.gather(
+            self.store.create(session), self._use(address, limit, window_ms)
+        )
+        if not claimed:
+            with contextlib.suppress(StorageUnavailable):  # else it simply expires, unseen
+                await self.store.discard(session_id)
+            raise TooManyAttempts(
+                "Too many new games from this address", max(1, math.ceil(value / 1000))
+            )
+        return session_id
+
+    async def _use(self, address: str, limit: int, window_ms: int) -> tuple[bool, int]:
+        """Count a create; while Redis cannot count, allow it (the fallback store has its own
+        cap)."""
+        try:
+            return await self.accounts.use(address, "create", limit, window_ms)
+        except StorageUnavailable:
+            return True, 0
+
+    async def answer(self, request: AnswerRequest, caller: Caller) -> AnswerResult:
         session_id = parse_session_id(request.session_id)
         question = self.bank.get(request.question_id)
-        player = await self.auth.player(credentials)
+        player = await self.auth.player(caller)
         candidate = rules.candidate(
             question,
             request.selected_option,
@@ -114,9 +145,9 @@ class Game:
             wager=stored.wager,
         )
 
-    async def results(self, raw_session_id: str, credentials: Credentials) -> Results:
+    async def results(self, raw_session_id: str, caller: Caller) -> Results:
         session_id = parse_session_id(raw_session_id)
-        player = await self.auth.player(credentials)
+        player = await self.auth.player(caller)
         session = await self.store.load(session_id, player.user_id if player else None)
         degraded = self.store.is_fallback(session_id)
         results = rules.build_results(session_id, session, self.bank.get, degraded=degraded)
@@ -144,6 +175,7 @@ class Game:
                 score=results.total_score,
                 correct=results.total_correct,
                 questions=results.total_questions,
+                now_ms=int(self._clock() * 1000),
             )
         except StorageUnavailable:
             if results.degraded:

@@ -20,20 +20,27 @@ def awards(user_id: str) -> str:
     return f"awards:{{{user_id}}}"
 
 
+def award_times(user_id: str) -> str:
+    """Sorted set sessionId -> last results call: what keeps the ledger bounded."""
+    return f"award-times:{{{user_id}}}"
+
+
 def email(normalized_email: str) -> str:
     """The unique index email -> user id."""
     return f"email:{normalized_email}"
 
 
 def refresh(family: str) -> str:
-    """The one live refresh token id of a token family (rotated on every refresh)."""
+    """A token family's live refresh token (rotated on every refresh). While it exists the
+    family's access tokens are valid; logout and reuse detection delete it."""
     return f"refresh:{family}"
 
 
-def blacklist(token_id: str) -> str:
-    """A revoked access token, kept until it would have expired."""
-    return f"blacklist:{token_id}"
+def login_attempts(normalized_email: str) -> str:
+    """Hash of login attempts for one email in the current window, per client and in all."""
+    return f"login:{{{normalized_email}}}"
 
 
-def login_failures(normalized_email: str) -> str:
-    return f"login-failures:{normalized_email}"
+def rate(client: str, action: str) -> str:
+    """A client's uses of an action (create, signup, login) in the current window."""
+    return f"rate:{{{client}}}:{action}"

@@ -98,7 +98,7 @@ def create_app(
         settings.check()
     except SettingsError as exc:
         raise SystemExit(f"Invalid setting {exc}") from None
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -128,6 +128,7 @@ def create_app(
             }
         finally:
             await store.close()
+            auth.close()
 
     middleware = [
         Middleware(RequestMetrics, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),

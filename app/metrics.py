@@ -22,7 +22,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = "") -> None:
+        self.token = token  # what a scraper must send as its Bearer token; "" turns /metrics off
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests",

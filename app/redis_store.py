@@ -94,6 +94,9 @@ class RedisStore:
             raise _refusal(code)
         return _decode_session(reply[1])
 
+    async def discard(self, session_id: str) -> None:
+        await self.link.command("discard_session", "DEL", keys.session(session_id))
+
     def is_fallback(self, session_id: str) -> bool:
         return False
 

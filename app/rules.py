@@ -29,9 +29,9 @@ FAST_BONUS, FAST_SECONDS = 50, 15.0
 QUICK_BONUS, QUICK_SECONDS = 25, 5.0
 # Faster than this is not a human reading the question; flagged for review, never penalised.
 MIN_HUMAN_SECONDS = 0.5
-# Network latency and clock differences between instances, allowed on top of the time the
+# Clock differences between instances and timer rounding, allowed on top of the time the
 # server saw pass when it checks a game's claimed answer times (`timer_is_plausible`).
-CLOCK_SLACK_SECONDS = 2.0
+CLOCK_SLACK_SECONDS = 1.0
 
 
 def speed_bonus(time_remaining: float, timer_multiplier: float = 1.0) -> int:

@@ -23,6 +23,8 @@ NAMES = (
     "award_progression",
     "update_settings",
     "rotate_refresh",
+    "claim_login",
+    "rate_limit",
 )
 
 
@@ -88,5 +90,13 @@ class Rotated(IntEnum):
     """rotate_refresh.lua"""
 
     ROTATED = 1
+    GRACE = 2  # the token it replaced, again within the grace window: the live id is returned
     ENDED = 0  # the family was revoked or expired
     REUSED = -1  # a used token presented again: the family is revoked
+
+
+class Claimed(IntEnum):
+    """claim_login.lua and rate_limit.lua"""
+
+    CLAIMED = 1
+    REFUSED = 0  # with the milliseconds until the window ends

@@ -15,10 +15,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-DEV_JWT_SECRET = "development-only-secret-do-not-use-in-production"
-
 Seconds = Annotated[float, Meta(gt=0, le=24 * 3600)]
 Count = Annotated[int, Meta(ge=1, le=1_000_000)]
+Limit = Annotated[int, Meta(ge=0, le=1_000_000)]  # 0: no limit
+
+
+# Secrets that were published with this project at some point: never accepted.
+KNOWN_SECRETS = frozenset({"development-only-secret-do-not-use-in-production"})
 
 
 class SettingsError(ValueError):
@@ -38,14 +41,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     breaker_failures: Annotated[int, Meta(ge=1, le=1000)] = 3
     breaker_probe_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
     frontend_url: str = "http://localhost:5173"
-    jwt_secret: Annotated[str, Meta(min_length=1)] = DEV_JWT_SECRET
+    jwt_secret: str = ""  # required: ./serve makes one; there is no default to forge with
+    jwt_previous_secrets: str = ""  # comma-separated: still verify, never sign (rotation)
     access_token_seconds: Count = 15 * 60
     refresh_token_seconds: Count = 30 * 24 * 3600
     cookie_secure: bool = False
+    refresh_reuse_grace_seconds: Annotated[float, Meta(ge=0, le=60)] = 5
     login_slow_after: Count = 3
     login_max_failures: Count = 5
+    login_max_failures_per_email: Count = 50
+    login_max_failures_per_client: Count = 20
     login_lockout_seconds: Count = 15 * 60
     login_slowdown_seconds: Annotated[float, Meta(ge=0, le=5)] = 1.0
+    rate_limit_window_seconds: Count = 60
+    creates_per_client: Limit = 120
+    signups_per_client: Limit = 10
+    password_hash_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+    password_hash_queue: Annotated[int, Meta(ge=0, le=10_000)] = 32
+    metrics_token: str = ""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @classmethod
@@ -59,15 +72,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         settings.check()
         return settings
 
+    @property
+    def jwt_secrets(self) -> list[str]:
+        """The signing secret first, then the previous ones (they verify, never sign)."""
+        previous = [s.strip() for s in self.jwt_previous_secrets.split(",") if s.strip()]
+        return [self.jwt_secret, *previous]
+
     def check(self) -> None:
-        """Refuse to run in production with settings that are only safe on a laptop."""
-        if self.environment == "production":
-            if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
+        """Refuse to run with a secret anyone could know, or production without HTTPS cookies."""
+        secrets = self.jwt_secrets
+        names = ["JWT_SECRET"] + ["JWT_PREVIOUS_SECRETS"] * (len(secrets) - 1)
+        for name, secret in zip(names, secrets, strict=True):
+            if len(secret.encode()) < 32 or secret in KNOWN_SECRETS:
                 raise SettingsError(
-                    "JWT_SECRET: ENVIRONMENT=production needs a random secret of 32+ characters"
+                    f"{name}: needs a random secret of 32+ bytes (./serve makes one in "
+                    ".data/jwt-secret; elsewhere e.g. python -c "
+                    "'import secrets; print(secrets.token_urlsafe(48))')"
                 )
-            if not self.cookie_secure:
-                raise SettingsError("COOKIE_SECURE: ENVIRONMENT=production needs true (HTTPS)")
+        if self.environment == "production" and not self.cookie_secure:
+            raise SettingsError("COOKIE_SECURE: ENVIRONMENT=production needs true (HTTPS)")
 
 
 def _explain(error: msgspec.ValidationError, values: Mapping[str, str]) -> str:

@@ -42,6 +42,9 @@ class SessionStore(Protocol):
     async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
         """Read a session (sliding its TTL). Raises SessionNotFound, NotYourSession."""
 
+    async def discard(self, session_id: str) -> None:
+        """Delete a session just created and never handed out (a refused create)."""
+
     def is_fallback(self, session_id: str) -> bool:
         """True if this session lives in memory only because Redis was down."""
 
@@ -90,6 +93,9 @@ class MemoryStore:
 
     async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
         return self._get(session_id, user_id)
+
+    async def discard(self, session_id: str) -> None:
+        self.drop(session_id)
 
     def is_fallback(self, session_id: str) -> bool:
         return False

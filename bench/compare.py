@@ -30,7 +30,7 @@ import uvloop
 from bench import load
 from bench.client import Connection
 from bench.load import RedisCost, Stats, answer_body, check_integrity, percentile, play_one_game
-from tests.servers import SERVICE, LocalRedis, free_port, uvicorn_command
+from tests.servers import SERVICE, SERVICE_ENV, LocalRedis, free_port, uvicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS_PER_SESSION = 20
@@ -55,7 +55,7 @@ class Variant:
         self.process = subprocess.Popen(
             uvicorn_command(self.target, self.port, "--log-level", "warning"),
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **SERVICE_ENV, **self.env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,  # the service's request log: written, not shown
         )

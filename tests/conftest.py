@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import random
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,11 +18,12 @@ from app.redis_link import RedisLink, connect
 from app.redis_store import RedisStore
 from app.settings import Settings
 from app.store import MemoryStore, SessionStore
-from tests.servers import LocalRedis, redis_for_tests
+from tests.servers import TEST_METRICS_TOKEN, TEST_SECRET, LocalRedis, redis_for_tests
 
 # Every behavioural test runs on each: RedisJSON documents, JSON strings on a Redis without
 # modules, and the memory store.
 BACKENDS = ["redis-json", "redis", "memory"]
+METRICS = {"authorization": f"Bearer {TEST_METRICS_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +55,12 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def make_settings(request: pytest.FixtureRequest, backend: str, **overrides: object) -> Settings:
+def make_settings(request: pytest.FixtureRequest, backend: str, **overrides: Any) -> Settings:
+    overrides = {"jwt_secret": TEST_SECRET, "metrics_token": TEST_METRICS_TOKEN, **overrides}
     if backend == "memory":
-        return Settings(use_memory_sessions=True, **overrides)  # type: ignore[arg-type]
+        return Settings(use_memory_sessions=True, **overrides)
     fixture = "redis_url" if backend == "redis-json" else "plain_redis_url"
-    return Settings(redis_url=request.getfixturevalue(fixture), **overrides)  # type: ignore[arg-type]
+    return Settings(redis_url=request.getfixturevalue(fixture), **overrides)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -99,9 +103,15 @@ class PlayedClock:
         return self.now
 
 
+def client_address() -> tuple[str, int]:
+    """A fresh client address per test app, so per-client limits counted in the shared test
+    Redis never carry over from one test to the next."""
+    return (f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(256)}", 4000)
+
+
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(create_app(settings, game_clock=PlayedClock())) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, client=client_address())
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

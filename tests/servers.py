@@ -26,6 +26,18 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-only-secret-" + "0123456789abcdef" * 2  # never used outside tests
+TEST_METRICS_TOKEN = "test-metrics-token"
+# What every service process started by tests and benchmarks runs with: a test secret, metrics
+# on, and no per-client limits, since every simulated player comes from 127.0.0.1 (the limits
+# have tests of their own, which set them).
+SERVICE_ENV = {
+    "JWT_SECRET": TEST_SECRET,
+    "METRICS_TOKEN": TEST_METRICS_TOKEN,
+    "CREATES_PER_CLIENT": "0",
+    "SIGNUPS_PER_CLIENT": "0",
+    "LOGIN_MAX_FAILURES_PER_CLIENT": "1000000",
+}
 
 
 def free_port() -> int:
@@ -199,7 +211,7 @@ class ApiProcess:
         self.process = subprocess.Popen(
             uvicorn_command(SERVICE, self.port),
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **SERVICE_ENV, **self.env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

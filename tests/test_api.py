@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from app.questions import QuestionBank
 from app.settings import Settings
+from tests.conftest import METRICS
 from tests.play import Json, answer, answer_body, new_game, results
 
 PUBLIC_FIELDS = {"id", "text", "options", "difficulty", "topic", "topicCategory"}
@@ -272,7 +273,7 @@ async def test_metrics_count_requests_and_answers(
     game = await new_game(api)
     await answer(api, answer_body(game, 0, bank))
     await answer(api, answer_body(game, 0, bank))
-    text = (await api.get("/metrics")).text
+    text = (await api.get("/metrics", headers=METRICS)).text
     assert 'http_requests_total{method="POST",route="/api/game/answer",status="200"} 2.0' in text
     assert 'answers_total{outcome="accepted"} 1.0' in text
     assert 'answers_total{outcome="duplicate"} 1.0' in text

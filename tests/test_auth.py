@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from app import keys
 from app.main import create_app
 from app.questions import QuestionBank
-from app.settings import DEV_JWT_SECRET, Settings
-from tests.conftest import PlayedClock, make_settings
+from app.settings import Settings
+from tests.conftest import PlayedClock, client_address, make_settings
 from tests.play import Json, answer, answer_body, new_game, results
+from tests.servers import TEST_SECRET
 
 pytestmark = pytest.mark.parametrize("backend", ["redis-json", "redis"])
 
@@ -36,15 +37,32 @@ def settings(request: pytest.FixtureRequest, backend: str) -> Settings:
     return make_settings(request, backend, login_lockout_seconds=3, login_slowdown_seconds=0.3)
 
 
+class Clock:
+    """The accounts' wall clock, moved on by hand (token times, the refresh grace window)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-async def api(settings: Settings, sleeps: list[float]) -> AsyncIterator[httpx.AsyncClient]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, sleeps: list[float], clock: Clock
+) -> AsyncIterator[httpx.AsyncClient]:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
     async with LifespanManager(
-        create_app(settings, sleep=sleep, game_clock=PlayedClock())
+        create_app(settings, clock=clock, sleep=sleep, game_clock=PlayedClock())
     ) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, client=client_address())
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
 
@@ -168,11 +186,13 @@ async def test_login_throttling_slows_then_refuses_then_expires(
     assert refused.status_code == 429
     retry_after = int(refused.headers["retry-after"])
     assert 1 <= retry_after <= 3
-    await redis.pexpire(keys.login_failures(email.strip().lower()), 0)  # the window ends
+    await redis.pexpire(keys.login_attempts(email.strip().lower()), 0)  # the window ends
     await login(api, email)
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_family(api: httpx.AsyncClient) -> None:
+async def test_refresh_rotates_and_reuse_revokes_the_family(
+    api: httpx.AsyncClient, clock: Clock, settings: Settings
+) -> None:
     email = new_email()
     await signup(api, email)
     await login(api, email)
@@ -186,12 +206,39 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(api: httpx.AsyncClie
         await api.get("/api/users/profile", headers=bearer(rotated.json()["accessToken"]))
     ).status_code == 200
 
-    api.cookies.set("refreshToken", first_cookie)  # an attacker replays the used token
+    clock.now += settings.refresh_reuse_grace_seconds + 1
+    api.cookies.set("refreshToken", first_cookie)  # an attacker replays the used token, late
     reused = await api.post("/auth/refresh")
     assert reused.status_code == 401
     assert "reused" in reused.json()["error"]
     api.cookies.set("refreshToken", second_cookie)  # the legitimate one is revoked with it
     assert (await api.post("/auth/refresh")).status_code == 401
+
+
+async def test_two_refreshes_at_once_share_one_successor(api: httpx.AsyncClient) -> None:
+    """A client that refreshes twice at the same moment with the same cookie stays logged in:
+    within the grace window the used token gets the family's live token again."""
+    email = new_email()
+    await signup(api, email)
+    await login(api, email)
+    cookie = api.cookies["refreshToken"]
+    api.cookies.clear()
+    sent = {"cookie": f"refreshToken={cookie}"}
+    both = await asyncio.gather(*(api.post("/auth/refresh", headers=sent) for _ in range(2)))
+    assert [r.status_code for r in both] == [200, 200]
+    successors = {
+        jwt.decode(r.cookies["refreshToken"], options={"verify_signature": False})["jti"]
+        for r in both
+    }
+    assert len(successors) == 1  # the same successor token id for both
+    for response in both:  # and both sessions keep working
+        assert (
+            await api.get("/api/users/profile", headers=bearer(response.json()["accessToken"]))
+        ).status_code == 200
+    again = await api.post(
+        "/auth/refresh", headers={"cookie": f"refreshToken={both[0].cookies['refreshToken']}"}
+    )
+    assert again.status_code == 200
 
 
 async def test_refresh_without_or_with_bad_cookie(api: httpx.AsyncClient) -> None:
@@ -227,7 +274,7 @@ async def test_expired_tampered_and_wrong_kind_tokens(api: httpx.AsyncClient) ->
             "iat": now - 100,
             "exp": now - 10,
         },
-        DEV_JWT_SECRET,
+        TEST_SECRET,
         algorithm="HS256",
     )
     forged = jwt.encode(
@@ -381,8 +428,8 @@ def test_production_refuses_the_development_secret(backend: str) -> None:
     with pytest.raises(SystemExit, match="JWT_SECRET"):
         create_app(Settings(environment="production", cookie_secure=True))
     with pytest.raises(SystemExit, match="COOKIE_SECURE"):
-        create_app(Settings(environment="production", jwt_secret="s" * 40))
-    create_app(Settings(environment="production", jwt_secret="s" * 40, cookie_secure=True))
+        create_app(Settings(environment="production", jwt_secret=TEST_SECRET))
+    create_app(Settings(environment="production", jwt_secret=TEST_SECRET, cookie_secure=True))
 
 
 @pytest.mark.parametrize("chosen", [1, 10, 20])

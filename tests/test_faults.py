@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from app.questions import QuestionBank
+from tests.conftest import METRICS
 from tests.play import Json, answer, answer_body, new_game, results
 from tests.servers import ApiProcess, LocalRedis, free_port
 
@@ -134,7 +135,7 @@ async def test_paused_redis_every_request_within_budget_nothing_lost(
                 if game_id == sid:
                     assert stored[qid]["totalPoints"] == reply["totalPoints"]
                     assert stored[qid]["correct"] == reply["correct"]
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=METRICS)).text
         assert metric(metrics, 'redis_breaker_transitions_total{to="open"}') >= 1
         assert metric(metrics, 'redis_breaker_transitions_total{to="closed"}') >= 1
 
@@ -171,7 +172,7 @@ async def test_killed_redis_fallback_and_write_back(
             "disconnected",
             True,
         )
-        assert metric((await a.get("/metrics")).text, "redis_breaker_open") == 1
+        assert metric((await a.get("/metrics", headers=METRICS)).text, "redis_breaker_open") == 1
 
         during = await new_game(a)
         assert during["degraded"] is True
@@ -200,7 +201,7 @@ async def test_killed_redis_fallback_and_write_back(
             "closed",
             "connected",
         )
-        assert metric((await a.get("/metrics")).text, "redis_breaker_open") == 0
+        assert metric((await a.get("/metrics", headers=METRICS)).text, "redis_breaker_open") == 0
 
         # The fallback game continues on the other instance, answers neither lost nor doubled.
         await wait_for(b, "breaker", "closed")

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from app import scripts
 
 TTL_MS = 60_000
+DAY_MS = 24 * 3600 * 1000
 FAR = 4_000_000_000_000  # a deadline in the year 2096: every claimed time is plausible
 
 
@@ -326,18 +327,60 @@ async def put_user(lua: Lua, key: str) -> None:
 
 async def test_award_ledger_makes_retries_free(lua: Lua) -> None:
     tag = uuid.uuid4().hex
-    keys = [f"user:{{{tag}}}", f"awards:{{{tag}}}"]
+    keys = [f"user:{{{tag}}}", f"awards:{{{tag}}}", f"award-times:{{{tag}}}"]
     await put_user(lua, keys[0])
-    first = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10)
-    again = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10)
-    other = await lua.run("award_progression", keys, "s2", 52, 12, 300, 2, 10)
+    now, keep = 1_800_000_000_000, 30 * DAY_MS
+    first = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10, now, keep)
+    again = await lua.run("award_progression", keys, "s1", 57, 17, 900, 7, 10, now, keep)
+    other = await lua.run("award_progression", keys, "s2", 52, 12, 300, 2, 10, now, keep)
     assert (first, again, other) == ([1, 57, 17], [0, 57, 17], [1, 52, 12])
     user = await lua.document(keys[0])
     assert (user["totalXp"], user["totalGems"], user["gamesPlayed"]) == (109, 29, 2)
     assert (user["bestScore"], user["totalCorrect"], user["totalQuestions"]) == (900, 9, 20)
     assert user["passwordHash"] == USER["passwordHash"]
-    missing = [f"user:{{{uuid.uuid4().hex}}}", f"awards:{{{uuid.uuid4().hex}}}"]
-    assert await lua.run("award_progression", missing, "s1", 1, 1, 1, 1, 1) == [-1]
+    missing = [f"{k.split(':')[0]}:{{{uuid.uuid4().hex}}}" for k in keys]
+    assert await lua.run("award_progression", missing, "s1", 1, 1, 1, 1, 1, now, keep) == [-1]
+
+
+async def test_award_ledger_forgets_games_unread_for_the_retention(lua: Lua) -> None:
+    tag = uuid.uuid4().hex
+    keys = [f"user:{{{tag}}}", f"awards:{{{tag}}}", f"award-times:{{{tag}}}"]
+    await put_user(lua, keys[0])
+    day0, keep = 1_800_000_000_000, 30 * DAY_MS
+    await lua.run("award_progression", keys, "old", 51, 11, 100, 1, 10, day0, keep)
+    await lua.run("award_progression", keys, "read", 51, 11, 100, 1, 10, day0, keep)
+    # "read" is read again on day 20: kept; "old" is not: forgotten after 30 days.
+    await lua.run("award_progression", keys, "read", 51, 11, 100, 1, 10, day0 + 20 * DAY_MS, keep)
+    await lua.run("award_progression", keys, "new", 51, 11, 100, 1, 10, day0 + 31 * DAY_MS, keep)
+    assert sorted(await lua.client.hkeys(keys[1])) == [b"new", b"read"]
+    assert sorted(await lua.client.zrange(keys[2], 0, -1)) == [b"new", b"read"]
+    assert (await lua.document(keys[0]))["gamesPlayed"] == 3
+
+
+async def test_claim_login_counts_before_the_check(lua: Lua) -> None:
+    key = f"login:{{{uuid.uuid4().hex}@example.org}}"
+    replies = [await lua.run("claim_login", key, "1.1.1.1", 3, 4, 60_000) for _ in range(4)]
+    assert replies[:3] == [[1, 1], [1, 2], [1, 3]]
+    assert replies[3][0] == 0
+    assert 59_000 < replies[3][1] <= 60_000
+    assert await lua.run("claim_login", key, "2.2.2.2", 3, 4, 60_000) == [1, 1]
+    assert (await lua.run("claim_login", key, "3.3.3.3", 3, 4, 60_000))[0] == 0  # per email
+    assert await lua.client.hgetall(key) == {b"all": b"4", b"c:1.1.1.1": b"3", b"c:2.2.2.2": b"1"}
+    assert 59_000 < await lua.client.pttl(key) <= 60_000
+
+
+async def test_rate_limit_claims_refuses_and_gives_back(lua: Lua) -> None:
+    key = f"rate:{{{uuid.uuid4().hex}}}:create"
+    assert [await lua.run("rate_limit", key, 2, 60_000, 1) for _ in range(2)] == [[1, 1], [1, 2]]
+    refused = await lua.run("rate_limit", key, 2, 60_000, 1)
+    assert refused[0] == 0
+    assert 59_000 < refused[1] <= 60_000
+    assert await lua.run("rate_limit", key, 2, 60_000, -1) == [1, 1]
+    assert await lua.run("rate_limit", key, 2, 60_000, 1) == [1, 2]
+    assert await lua.client.get(key) == b"2"
+    empty = f"rate:{{{uuid.uuid4().hex}}}:login"
+    assert await lua.run("rate_limit", empty, 2, 60_000, -1) == [1, 0]  # nothing to give back
+    assert await lua.client.exists(empty) == 0
 
 
 async def test_update_settings(lua: Lua) -> None:
@@ -354,10 +397,26 @@ async def test_update_settings(lua: Lua) -> None:
 
 async def test_rotate_refresh(lua: Lua) -> None:
     key = f"refresh:{uuid.uuid4().hex}"
-    assert await lua.run("rotate_refresh", key, "a", "b", 60_000) == 0  # no live family
-    await lua.client.set(key, "a")
-    assert await lua.run("rotate_refresh", key, "a", "b", 60_000) == 1
-    assert await lua.client.get(key) == b"b"
+    now, grace = 1_800_000_000_000, 5000
+    rotate = ("rotate_refresh", key)
+    assert await lua.run(*rotate, "a", "b", 60_000, now, grace) == [0]  # no live family
+    await lua.client.set(key, "a")  # as login starts a family
+    assert await lua.run(*rotate, "a", "b", 60_000, now, grace) == [1]
+    assert await lua.client.get(key) == f"b a {now + grace}".encode()
     assert 59_000 < await lua.client.pttl(key) <= 60_000
-    assert await lua.run("rotate_refresh", key, "a", "c", 60_000) == -1  # "a" again: reuse
+    # "a" again within the grace window: the live token "b" is handed out, nothing changes.
+    assert await lua.run(*rotate, "a", "c", 60_000, now + grace, grace) == [2, b"b"]
+    assert await lua.client.get(key) == f"b a {now + grace}".encode()
+    # "a" again after it: reuse, the family is revoked.
+    assert await lua.run(*rotate, "a", "c", 60_000, now + grace + 1, grace) == [-1]
+    assert await lua.client.exists(key) == 0
+
+
+async def test_rotate_refresh_reuse_of_an_older_token(lua: Lua) -> None:
+    key = f"refresh:{uuid.uuid4().hex}"
+    now, grace = 1_800_000_000_000, 5000
+    await lua.client.set(key, "a")
+    assert await lua.run("rotate_refresh", key, "a", "b", 60_000, now, grace) == [1]
+    assert await lua.run("rotate_refresh", key, "b", "c", 60_000, now, grace) == [1]
+    assert await lua.run("rotate_refresh", key, "a", "d", 60_000, now, grace) == [-1]
     assert await lua.client.exists(key) == 0

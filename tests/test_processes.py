@@ -34,8 +34,8 @@ async def test_game_moves_between_instances(
     one, two = instances
     async with httpx.AsyncClient(base_url=one.url) as a, httpx.AsyncClient(base_url=two.url) as b:
         game = await new_game(a)
-        for i in range(10):  # answered at once, and claimed so: 0.1 s each
-            await answer(b if i % 2 else a, answer_body(game, i, bank, remaining=24.9))
+        for i in range(10):  # answered at once, and claimed so: 0.05 s each
+            await answer(b if i % 2 else a, answer_body(game, i, bank, remaining=24.95))
         done = await results(a, game["sessionId"])
         assert done["complete"] is True
         assert done["totalScore"] == 9 * 150

@@ -224,7 +224,7 @@ def test_answers_faster_than_the_clock_allows_lose_the_speed_bonus() -> None:
     # 5 s claimed (20 s left of 25) but received 6 s after creation: plausible.
     first, _, _ = rules.accept_answer(s, candidate(question("q0"), 2, 20, received_at=start + 6))
     assert (first.speed_bonus, first.total_points, first.flagged) == (50, 150, False)
-    # 5 s more claimed, received 1 s later: 10 s claimed in 7 s (+2 s slack): implausible.
+    # 5 s more claimed, received 1 s later: 10 s claimed in 7 s (+1 s slack): implausible.
     second, _, _ = rules.accept_answer(s, candidate(question("q1"), 2, 20, received_at=start + 7))
     assert (second.base_points, second.speed_bonus, second.total_points) == (100, 0, 100)
     assert second.flagged

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from app.settings import Settings, SettingsError
-from tests.servers import ROOT, SERVICE, free_port, uvicorn_command
+from tests.servers import ROOT, SERVICE, TEST_SECRET, free_port, uvicorn_command
 
 NAMES = {name.upper() for name in Settings.__struct_fields__}
 
@@ -21,6 +21,7 @@ def test_environment_values_are_converted() -> None:
             "REDIS_TIMEOUT_SECONDS": "0.5",
             "QUESTIONS_PER_GAME": "12",
             "LOG_LEVEL": "debug",
+            "JWT_SECRET": TEST_SECRET,
             "UNRELATED": "ignored",
         }
     )
@@ -28,7 +29,7 @@ def test_environment_values_are_converted() -> None:
     assert settings.redis_timeout_seconds == 0.5
     assert settings.questions_per_game == 12
     assert settings.log_level == "debug"
-    assert Settings.from_env({}) == Settings()
+    assert Settings.from_env({"JWT_SECRET": TEST_SECRET}) == Settings(jwt_secret=TEST_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_environment_values_are_converted() -> None:
 )
 def test_a_wrong_value_names_the_variable(variable: str, value: str, expected: str) -> None:
     with pytest.raises(SettingsError) as info:
-        Settings.from_env({variable: value})
+        Settings.from_env({"JWT_SECRET": TEST_SECRET, variable: value})
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
 

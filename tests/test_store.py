@@ -19,6 +19,7 @@ from app.redis_link import connect, detect_storage
 from app.redis_store import RedisStore
 from app.settings import Settings
 from app.store import MemoryStore, SessionStore
+from tests.servers import TEST_SECRET
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -241,7 +242,7 @@ async def test_restore_writes_back_once_and_merges(store: SessionStore, bank: Qu
 
 async def test_storage_is_detected(redis_url: str, plain_redis_url: str) -> None:
     for url, expected in ((redis_url, "json"), (plain_redis_url, "string")):
-        client: Redis = connect(Settings(redis_url=url))
+        client: Redis = connect(Settings(redis_url=url, jwt_secret=TEST_SECRET))
         assert await detect_storage(client) == expected
         await client.aclose()
 

@@ -15,25 +15,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from collections.abc import Iterator
 
-from app.errors import StorageUnavailable
+from app.errors import SessionNotFound, StorageUnavailable
 from app.metrics import Metrics
 from app.models import AnswerCandidate, StoredSession, StoreStatus
 from app.redis_link import RedisLink
 from app.redis_store import RedisStore
 from app.rules import Submission
 from app.settings import Settings
-from app.store import MemoryStore
+from app.store import MemoryStore, is_fallback_id
 
 log = logging.getLogger("app.storage")
+
+# After an outage, every instance writes its fallback sessions back within a probe period or
+# two; until this long after the last failure this instance saw, a missing fallback-made game
+# is "not yet written back" (503), not "never existed" (404).
+WRITE_BACK_SECONDS = 15
+SESSION_COUNT_SECONDS = 15
 
 
 class FallbackStore:
     def __init__(self, link: RedisLink, settings: Settings, metrics: Metrics) -> None:
         self.link = link
         self.redis = RedisStore(link, settings.session_ttl_seconds)
-        self.memory = MemoryStore(settings.session_ttl_seconds)
+        self.memory = MemoryStore(settings.session_ttl_seconds, fallback=True)
         self._probe_seconds = settings.breaker_probe_seconds
+        self._max_sessions = settings.fallback_max_sessions
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
 
@@ -61,6 +71,8 @@ class FallbackStore:
                 return await self.redis.create(session)
         # A fresh id in memory: if the failed create was applied after all, that orphan is never
         # handed out and simply expires.
+        if len(self.memory) >= self._max_sessions:
+            raise StorageUnavailable("Too many games are waiting for storage; retry shortly")
         session_id = await self.memory.create(session)
         self._metrics.fallback_sessions.set(len(self.memory))
         return session_id
@@ -70,12 +82,28 @@ class FallbackStore:
     ) -> Submission:
         if self.memory.holds(session_id):
             return await self.memory.submit(session_id, answer, user_id)
-        return await self.redis.submit(session_id, answer, user_id)
+        with self._not_yet_written_back(session_id):
+            return await self.redis.submit(session_id, answer, user_id)
 
     async def load(self, session_id: str, user_id: str | None = None) -> StoredSession:
         if self.memory.holds(session_id):
             return await self.memory.load(session_id, user_id)
-        return await self.redis.load(session_id, user_id)
+        with self._not_yet_written_back(session_id):
+            return await self.redis.load(session_id, user_id)
+
+    @contextlib.contextmanager
+    def _not_yet_written_back(self, session_id: str) -> Iterator[None]:
+        """A game created in some instance's memory during an outage is not in Redis until that
+        instance writes it back, just after Redis returns: for its id, "not found" shortly after
+        an outage means "not yet", a 503 to retry, never a 404 for a game that is alive."""
+        try:
+            yield
+        except SessionNotFound:
+            if is_fallback_id(session_id) and self.link.troubled_within(WRITE_BACK_SECONDS):
+                raise StorageUnavailable(
+                    "This game is being moved back into storage; retry shortly"
+                ) from None
+            raise
 
     async def discard(self, session_id: str) -> None:
         if self.memory.holds(session_id):
@@ -102,20 +130,28 @@ class FallbackStore:
     # --- probe and write-back ------------------------------------------------------------------
 
     async def _maintain(self) -> None:
+        """Probe Redis every probe period, and four times as often while the breaker is open or
+        sessions wait in memory, so they are written back as soon as Redis takes writes; every
+        SESSION_COUNT_SECONDS, refresh the estimate of session keys."""
+        counted_at = -math.inf
         while True:
-            await asyncio.sleep(self._probe_seconds)
+            waiting = self.link.breaker.is_open or len(self.memory) > 0
+            await asyncio.sleep(self._probe_seconds / 4 if waiting else self._probe_seconds)
             try:
                 await self._probe_and_write_back()
+                if self.link.usable and time.monotonic() - counted_at > SESSION_COUNT_SECONDS:
+                    counted_at = time.monotonic()
+                    self._metrics.session_keys.set(await self.link.count_sessions())
+            except StorageUnavailable:
+                pass  # the breaker knows; the next round tries again
             except Exception:  # the loop must outlive any one bad round
                 log.exception("Redis probe failed")
 
     async def _probe_and_write_back(self) -> None:
+        """A heartbeat even while all is well: an idle instance notices an outage too."""
         if not await self.link.connect():
             return
-        # Probe while open, and also after a failure while still closed, so a dead Redis opens
-        # the breaker within a few probes even when no request comes to notice it.
-        breaker = self.link.breaker
-        if (breaker.is_open or breaker.failures) and not await self.link.probe():
+        if not await self.link.probe(round(self._probe_seconds * 3000)):
             return
         if len(self.memory):
             await self.write_back()

@@ -44,3 +44,8 @@ def login_attempts(normalized_email: str) -> str:
 def rate(client: str, action: str) -> str:
     """A client's uses of an action (create, signup, login) in the current window."""
     return f"rate:{{{client}}}:{action}"
+
+
+def probe(instance_id: str) -> str:
+    """An instance's heartbeat: written with a TTL by its Redis probe."""
+    return f"probe:{instance_id}"

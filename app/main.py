@@ -30,7 +30,7 @@ from app.auth import Auth, Sleep
 from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
-from app.metrics import Metrics, RequestMetrics
+from app.metrics import Metrics, RequestLog
 from app.models import ErrorBody, FieldError, ValidationErrorBody
 from app.questions import QuestionBank
 from app.redis_link import RedisLink, connect
@@ -131,17 +131,13 @@ def create_app(
             auth.close()
 
     middleware = [
-        Middleware(RequestMetrics, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
+        Middleware(RequestLog, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
     ]
     return Starlette(
         routes=ROUTES,
         middleware=middleware,
-        exception_handlers={
-            GameError: game_error,
-            HTTPException: http_error,
-            Exception: internal_error,
-        },
+        exception_handlers={GameError: game_error, HTTPException: http_error},
         lifespan=lifespan,
     )
 
@@ -191,8 +187,3 @@ async def http_error(request: Request, exc: Exception) -> Response:
     }
     message = messages.get(exc.status_code, str(exc.detail))
     return api.json_response(ErrorBody(message), exc.status_code, exc.headers)
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return api.json_response(ErrorBody("Internal error; it has been logged"), 500)

@@ -5,7 +5,10 @@ Each app owns its registry (no global state), so tests can build many apps in on
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +18,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("app.access")
+error_log = logging.getLogger("app.errors")
+
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+INTERNAL_ERROR = b'{"error":"Internal error; it has been logged"}'
+INTERNAL_ERROR_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(INTERNAL_ERROR)).encode()),
+]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -49,6 +60,16 @@ class Metrics:
             "redis_errors",
             "Redis calls that failed or timed out",
             ["operation"],
+            registry=registry,
+        )
+        self.redis_connected = Gauge(
+            "redis_connected",
+            "1 while the last Redis call or probe reached Redis and could write",
+            registry=registry,
+        )
+        self.session_keys = Gauge(
+            "redis_session_keys",
+            "Session keys in Redis (an estimate from random samples, refreshed every 15 s)",
             registry=registry,
         )
         self.breaker_open = Gauge(
@@ -107,35 +128,72 @@ class Metrics:
         child.observe(seconds)
 
 
-class RequestMetrics:
-    """Pure ASGI middleware: one log line and one metric sample per request.
+class RequestLog:
+    """Pure ASGI middleware around everything: a request id, one log line and one metric sample
+    per request, and the one place an unhandled error is caught.
 
     Routes are labelled by their template (never the raw path, which holds session ids), read
-    from the endpoint the router put in the scope.
+    from the endpoint the router put in the scope. The request id is the caller's
+    `X-Request-ID` when it looks like one (a balancer's), else this process's prefix and a
+    counter (cheaper than a UUID per request); it is sent back in `X-Request-ID`.
+
+    An unhandled error is logged once, with the request id and its traceback, and answered with
+    a complete 500: the server sees a finished response and keeps the connection, so the
+    client's next request on it works. (Starlette's own error middleware would log, re-raise
+    for the server to log again, and leave the server to drop the connection.)
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: Mapping[Any, str]) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self._prefix = os.urandom(3).hex()
+        self._count = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        request_id = self._request_id(scope)
+        status = 0
 
-        async def send_status(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception(
+                "unhandled error, request %s: %s %s",
+                request_id.decode(),
+                scope["method"],
+                self.routes.get(scope.get("endpoint"), "unmatched"),  # never the path: ids
+            )
+            if status == 0:  # nothing sent yet: a whole response keeps the connection usable
+                start = {"type": "http.response.start", "status": 500}
+                await send_with_id({**start, "headers": INTERNAL_ERROR_HEADERS})
+                await send_with_id({"type": "http.response.body", "body": INTERNAL_ERROR})
         finally:
             elapsed = time.perf_counter() - started
             route = self.routes.get(scope.get("endpoint"), "unmatched")
-            self.metrics.observe_request(route, scope["method"], status, elapsed)
-            access_log.info("%s %s %d %.1fms", scope["method"], route, status, elapsed * 1000)
+            self.metrics.observe_request(route, scope["method"], status or 500, elapsed)
+            access_log.info(
+                "%s %s %d %.1fms %s",
+                scope["method"],
+                route,
+                status or 500,
+                elapsed * 1000,
+                request_id.decode(),
+            )
+
+    def _request_id(self, scope: Scope) -> bytes:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        for name, value in headers:
+            if name == b"x-request-id" and REQUEST_ID.fullmatch(value):
+                return value
+        return f"{self._prefix}-{next(self._count)}".encode()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import uuid
 from asyncio import Future
 from collections.abc import Awaitable, Sequence
 from typing import Any, Literal, TypeVar
@@ -20,7 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app import scripts
+from app import keys, scripts
 from app.breaker import CircuitBreaker, State
 from app.errors import StorageUnavailable
 from app.metrics import Metrics
@@ -135,6 +137,9 @@ class RedisLink:
         self.storage: Storage | None = None  # known once Redis has answered
         self.breaker = CircuitBreaker(settings.breaker_failures, self._breaker_changed)
         self.last_latency_seconds: float | None = None
+        self.last_trouble = -math.inf  # time.monotonic() of the last failed call or probe
+        self.instance_id = uuid.uuid4().hex[:12]
+        self._connected = False
         self._metrics = metrics
         self._pipeline = AutoPipeline(client)
         self._scripts = scripts.load_all()
@@ -182,12 +187,12 @@ class RedisLink:
             if reason is None:
                 raise
             self._metrics.redis_errors.labels(operation).inc()
-            self.breaker.record_failure()
+            self._failed()
             raise StorageUnavailable() from exc
         finally:
             self.last_latency_seconds = time.perf_counter() - started
             self._metrics.observe_redis(operation, self.last_latency_seconds)
-        self.breaker.record_success()
+        self._succeeded()
         return result
 
     # --- connecting and probing -----------------------------------------------------------------
@@ -200,23 +205,63 @@ class RedisLink:
             except redis_errors.RedisError as exc:
                 if unavailable_reason(exc) is None:
                     raise
+                self._failed()
                 return False
+            self._succeeded()
             log.info("session storage: %s", self.kind)
         return True
 
-    async def probe(self) -> bool:
-        """Whether Redis answers; closes the breaker when it does."""
+    async def probe(self, ttl_ms: int) -> bool:
+        """Whether Redis takes writes now; closes the breaker when it does, counts a failure
+        when it does not.
+
+        The probe is what the service needs, a write with a TTL (on a key of this instance's
+        own, gone `ttl_ms` after the last probe), not a PING: `CLIENT PAUSE WRITE`, a full
+        Redis (OOM) and a replica that turned read-only all answer PING while refusing or
+        holding writes, and a breaker closed on PING would let requests wait out the timeout
+        again. On a replica the probe keeps failing (READONLY), so the breaker stays open and
+        the instance serves degraded until REDIS_URL reaches the primary again.
+        """
         started = time.perf_counter()
         try:
-            await self.client.ping()
+            await self.client.set(keys.probe(self.instance_id), "1", px=ttl_ms)
         except redis_errors.RedisError as exc:
             if unavailable_reason(exc) is None:
                 raise
-            self.breaker.record_failure()
+            self._failed()
             return False
         self.last_latency_seconds = time.perf_counter() - started
+        self._succeeded()
         self.breaker.close()
         return True
+
+    def _succeeded(self) -> None:
+        self.breaker.record_success()
+        if not self._connected:
+            self._connected = True
+            self._metrics.redis_connected.set(1)
+
+    def _failed(self) -> None:
+        self.last_trouble = time.monotonic()
+        self._connected = False
+        self._metrics.redis_connected.set(0)
+        self.breaker.record_failure()
+
+    def troubled_within(self, seconds: float) -> bool:
+        """Whether a Redis call or probe failed in the last `seconds`."""
+        return time.monotonic() - self.last_trouble < seconds
+
+    async def count_sessions(self, samples: int = 64) -> int:
+        """An estimate of the session keys in Redis, for memory planning: DBSIZE times the share
+        of session keys among `samples` random keys. One round trip of O(1) commands, the same
+        at a million sessions as at ten; its error is about DBSIZE x sqrt(p(1-p)/samples)
+        (under 2 % when nearly every key is a session)."""
+        size, *picked = await asyncio.gather(
+            self.command("count_keys", "DBSIZE"),
+            *(self.command("sample_key", "RANDOMKEY") for _ in range(samples)),
+        )
+        sessions = sum(1 for key in picked if key is not None and key.startswith(b"session:"))
+        return round(int(size) * sessions / samples) if picked else 0
 
     def _breaker_changed(self, state: State) -> None:
         self._metrics.breaker_open.set(1 if state == "open" else 0)

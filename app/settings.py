@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_max_connections: Annotated[int, Meta(ge=1, le=10_000)] = 64
     breaker_failures: Annotated[int, Meta(ge=1, le=1000)] = 3
     breaker_probe_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    fallback_max_sessions: Count = 10_000
     frontend_url: str = "http://localhost:5173"
     jwt_secret: str = ""  # required: ./serve makes one; there is no default to forge with
     jwt_previous_secrets: str = ""  # comma-separated: still verify, never sign (rotation)

@@ -22,8 +22,23 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(StoredSession).decode
 
 
-def new_session_id() -> str:
-    return str(uuid.uuid4())
+FALLBACK_MARK = "ff"
+
+
+def new_session_id(fallback: bool = False) -> str:
+    """A random UUID v4. Ids of sessions created in an instance's memory while Redis was down
+    begin with FALLBACK_MARK, and no other id does, so any instance can tell such a game from
+    one that never existed while it is being written back (app/fallback.py)."""
+    session_id = str(uuid.uuid4())
+    if fallback:
+        return FALLBACK_MARK + session_id[2:]
+    while session_id.startswith(FALLBACK_MARK):
+        session_id = str(uuid.uuid4())
+    return session_id
+
+
+def is_fallback_id(session_id: str) -> bool:
+    return session_id.startswith(FALLBACK_MARK)
 
 
 class SessionStore(Protocol):
@@ -65,9 +80,15 @@ class MemoryStore:
 
     kind = "memory"
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        fallback: bool = False,
+    ) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
+        self._fallback = fallback  # the Redis fallback: ids carry the fallback mark
         self._sessions: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -76,9 +97,9 @@ class MemoryStore:
 
     async def create(self, session: StoredSession) -> str:
         self._expire()
-        session_id = new_session_id()
+        session_id = new_session_id(self._fallback)
         while session_id in self._sessions:
-            session_id = new_session_id()
+            session_id = new_session_id(self._fallback)
         self._put(session_id, session)
         return session_id
 

@@ -85,7 +85,9 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, appendonly: bool = False) -> None:
+    def start(self, appendonly: bool = False, *extra: str, wait: bool = True) -> None:
+        """Start it (with `extra` redis-server arguments); unless `wait` is False, return once
+        it answers (a Redis loading its data does not)."""
         command = [
             shutil.which("redis-server") or "redis-server",
             "--port",
@@ -104,9 +106,10 @@ class LocalRedis:
         if self.json_module:
             command += ["--loadmodule", rejson_path()]
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for_redis(self.url)
+        if wait:
+            wait_for_redis(self.url)
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None

@@ -9,6 +9,7 @@ names the variable and what it accepts.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -74,7 +75,10 @@ def _explain(error: msgspec.ValidationError, values: Mapping[str, str]) -> str:
     """`NAME='value': expected ...` for the setting msgspec refused (its path is `$.name`)."""
     name = str(error).rsplit("$.", 1)[-1].rstrip("`")
     fields = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}  # type: ignore[attr-defined]
-    return f"{name.upper()}={values.get(name, '')!r}: expected {_accepts(fields[name])}"
+    shown = values.get(name, "")
+    if name == "redis_url":  # it may carry the Redis password: never print that
+        shown = re.sub(r"^([a-z]+://)?[^@/]*@", r"\1***@", shown)
+    return f"{name.upper()}={shown!r}: expected {_accepts(fields[name])}"
 
 
 def _accepts(kind: msgspec.inspect.Type) -> str:

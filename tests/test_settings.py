@@ -49,6 +49,12 @@ def test_a_wrong_value_names_the_variable(variable: str, value: str, expected: s
     assert "\n" not in str(info.value)
 
 
+def test_a_wrong_redis_url_never_shows_its_password() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"REDIS_URL": "civic-trivia-game:s3cret@redis.internal:6379/0"})
+    assert str(info.value).startswith("REDIS_URL='***@redis.internal:6379/0': expected text")
+
+
 @pytest.mark.processes
 def test_the_service_refuses_to_start_with_one_line() -> None:
     env = {**os.environ, "COOKIE_SECURE": "ture", "REDIS_URL": "redis://127.0.0.1:1/0"}

@@ -54,12 +54,26 @@ def unavailable_reason(exc: Exception) -> str | None:
     return None
 
 
+def tls_options(settings: Settings) -> dict[str, str | None]:
+    """redis-py's TLS options for a rediss:// URL: a private CA, a client certificate. Without
+    REDIS_CA_FILE the system's CAs verify the server. (redis:// and unix:// take none.)"""
+    if not settings.redis_url.startswith("rediss://"):
+        return {}
+    return {
+        "ssl_ca_certs": settings.redis_ca_file or None,
+        "ssl_certfile": settings.redis_cert_file or None,
+        "ssl_keyfile": settings.redis_key_file or None,
+    }
+
+
 def connect(settings: Settings) -> Redis:
     """A client whose every call is bounded: short timeouts, one retry, a pool that waits briefly.
 
     A blocking pool, because redis-py's default pool raises a ConnectionError the moment it is
     full, which would read as "Redis is down" under a burst of players. Worst case for one call:
-    pool wait + (1 + retries) x timeout.
+    pool wait + (1 + retries) x timeout; the TLS handshake is part of the connect timeout.
+    No CLIENT SETINFO on connect (`driver_info=None`): the least-privilege ACL user
+    (deploy/redis/) is not allowed it, and Redis 7.0 does not know it.
     """
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
@@ -71,6 +85,8 @@ def connect(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), retries=1),
         retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         health_check_interval=0,
+        driver_info=None,
+        **tls_options(settings),
     )
     return Redis(connection_pool=pool)
 

@@ -29,6 +29,9 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     environment: Literal["development", "production"] = "development"
     redis_url: Annotated[str, Meta(pattern=r"^(redis|rediss|unix)://")] = "redis://127.0.0.1:6379/0"
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
     use_memory_sessions: bool = False
     session_ttl_seconds: Seconds = 3600
     questions_per_game: Annotated[int, Meta(ge=1, le=20)] = 10
@@ -61,7 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return settings
 
     def check(self) -> None:
-        """Refuse to run in production with settings that are only safe on a laptop."""
+        """Refuse to run in production with settings that are only safe on a laptop, and with
+        TLS files that would be ignored or cannot be read."""
+        self._check_tls_files()
         if self.environment == "production":
             if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
                 raise SettingsError(
@@ -69,6 +74,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 )
             if not self.cookie_secure:
                 raise SettingsError("COOKIE_SECURE: ENVIRONMENT=production needs true (HTTPS)")
+
+    def _check_tls_files(self) -> None:
+        files = {
+            "REDIS_CA_FILE": self.redis_ca_file,
+            "REDIS_CERT_FILE": self.redis_cert_file,
+            "REDIS_KEY_FILE": self.redis_key_file,
+        }
+        for name, path in files.items():
+            if path and not self.redis_url.startswith("rediss://"):
+                raise SettingsError(f"{name}: needs a rediss:// REDIS_URL (TLS), or leave it empty")
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{name}={path!r}: no such file")
 
 
 def _explain(error: msgspec.ValidationError, values: Mapping[str, str]) -> str:

@@ -20,7 +20,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from app import scripts
+from app import keys, scripts
 from app.breaker import CircuitBreaker, State
 from app.errors import StorageUnavailable
 from app.metrics import Metrics
@@ -250,8 +250,9 @@ class RedisLink:
 
 async def detect_storage(client: Redis) -> Storage:
     """ "json" if the server has the JSON module, else "string" (JSON strings, same scripts)."""
+    probe = ("JSON.TYPE", keys.storage_probe())
     try:
-        await client.execute_command("JSON.TYPE", "storage-probe")  # type: ignore[no-untyped-call]
+        await client.execute_command(*probe)  # type: ignore[no-untyped-call]
     except redis_errors.ResponseError as exc:
         if "unknown command" in str(exc).lower():
             return "string"

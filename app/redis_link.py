@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from asyncio import Future
 from collections.abc import Awaitable, Sequence
@@ -52,6 +53,37 @@ def unavailable_reason(exc: Exception) -> str | None:
     if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(REFUSING_PREFIXES):
         return str(exc).split(" ", 1)[0].lower()
     return None
+
+
+class RedisMisconfigured(Exception):
+    """Redis refuses this service's configuration (TLS certificates, password, ACL): the message
+    is the one line an operator needs. Not an outage to ride out: start-up stops."""
+
+
+def misconfiguration(exc: redis_errors.RedisError, address: str) -> str | None:
+    """What the operator must fix when `exc` says Redis refuses our configuration, else None."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return f"Redis authentication failed for {address}: {exc} (check REDIS_URL)"
+    if isinstance(exc, redis_errors.NoPermissionError):
+        return f"Redis ACL on {address}: {exc} (see deploy/redis/users.acl)"
+    tls = _ssl_error(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        why = tls.verify_message
+        return f"Redis TLS: certificate verify failed for {address}: {why} (check REDIS_CA_FILE)"
+    if tls is not None and "ALERT" in (tls.reason or ""):  # the server refused our certificate
+        return (
+            f"Redis TLS: {address} refused this client: {tls.reason} "
+            "(check REDIS_CERT_FILE and REDIS_KEY_FILE)"
+        )
+    return None
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a redis-py ConnectionError (raised while handling it)."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
 
 
 def tls_options(settings: Settings) -> dict[str, str | None]:
@@ -154,6 +186,8 @@ class RedisLink:
         self._metrics = metrics
         self._pipeline = AutoPipeline(client)
         self._scripts = scripts.load_all()
+        self._tried = False  # connect() was called: start-up is over
+        self._reported: str | None = None  # the misconfiguration logged last
 
     @property
     def kind(self) -> str:
@@ -209,16 +243,36 @@ class RedisLink:
     # --- connecting and probing -----------------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Detect the storage (once); False while Redis does not answer."""
+        """Detect the storage (once); False while Redis does not answer.
+
+        Redis refusing our configuration (TLS, password, ACL) at start-up, the first attempt,
+        raises RedisMisconfigured. On a later attempt (Redis was absent at start-up) it is
+        logged once and Redis counts as unreachable: this instance serves already.
+        """
         if self.storage is None:
+            at_start_up, self._tried = not self._tried, True
             try:
                 self.storage = await detect_storage(self.client)
             except redis_errors.RedisError as exc:
-                if unavailable_reason(exc) is None:
-                    raise
-                return False
+                return self._not_connected(exc, at_start_up)
             log.info("session storage: %s", self.kind)
         return True
+
+    def _not_connected(self, exc: redis_errors.RedisError, at_start_up: bool) -> Literal[False]:
+        problem = misconfiguration(exc, self._address())
+        if problem is None:
+            if unavailable_reason(exc) is None:
+                raise exc
+        elif at_start_up:
+            raise RedisMisconfigured(problem) from exc
+        elif problem != self._reported:
+            log.error("%s", problem)
+        self._reported = problem
+        return False
+
+    def _address(self) -> str:
+        where = self.client.connection_pool.connection_kwargs
+        return str(where.get("path") or f"{where.get('host')}:{where.get('port')}")
 
     async def probe(self) -> bool:
         """Whether Redis answers; closes the breaker when it does."""

@@ -71,6 +71,9 @@ class Metrics:
         self.sessions_created = Counter(
             "sessions_created", "Game sessions created", ["storage"], registry=registry
         )
+        # Exported at 0 from the start, so the first fallback is an increase that an alert
+        # (deploy/prometheus/alerts.yml) sees, not a new series.
+        self.sessions_created.labels("fallback")
         self.sessions_completed = Counter(
             "sessions_completed",
             "Game sessions whose last question was answered",

@@ -7,6 +7,11 @@ them together touch one cluster slot.
 from __future__ import annotations
 
 
+def storage_probe() -> str:
+    """Never written: JSON.TYPE of it tells whether the server has the JSON module."""
+    return "storage-probe"
+
+
 def session(session_id: str) -> str:
     return f"session:{session_id}"
 

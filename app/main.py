@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import api, openapi
 from app.accounts import AccountStore
@@ -33,7 +33,7 @@ from app.game import Game
 from app.metrics import Metrics, RequestLog
 from app.models import ErrorBody, FieldError, ValidationErrorBody
 from app.questions import QuestionBank
-from app.redis_link import RedisLink, connect
+from app.redis_link import RedisLink, RedisMisconfigured, connect
 from app.settings import Settings, SettingsError
 from app.store import MemoryStore
 
@@ -98,7 +98,7 @@ def create_app(
         settings.check()
     except SettingsError as exc:
         raise SystemExit(f"Invalid setting {exc}") from None
-    metrics = Metrics(settings.metrics_token)
+    metrics = Metrics(settings.metrics_token, uses_redis=not settings.use_memory_sessions)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -116,7 +116,7 @@ def create_app(
         else:
             link = RedisLink(connect(settings), settings, metrics)
             store, accounts = FallbackStore(link, settings, metrics), AccountStore(link)
-            await store.start()
+            await start_or_exit(store)
         log.info("serving %d questions, storage %s", len(bank), store.kind)
         auth = Auth(accounts, settings, clock, sleep)
         try:
@@ -131,6 +131,7 @@ def create_app(
             auth.close()
 
     middleware = [
+        Middleware(StartupErrorInOneLine),
         Middleware(RequestLog, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
     ]
@@ -140,6 +141,45 @@ def create_app(
         exception_handlers={GameError: game_error, HTTPException: http_error},
         lifespan=lifespan,
     )
+
+
+async def start_or_exit(store: FallbackStore) -> None:
+    """Start the store; Redis refusing our configuration (TLS, password, ACL) is the operator's
+    to fix, not an outage to ride out in degraded mode: start-up stops with one line."""
+    try:
+        await store.start()
+    except RedisMisconfigured as exc:
+        await store.close()
+        raise SystemExit(str(exc)) from None
+
+
+class StartupErrorInOneLine:
+    """A SystemExit from the lifespan (a configuration the operator must fix) is reported to
+    the server as its message alone: uvicorn would print Starlette's traceback around it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        failure: list[Message] = []
+
+        async def hold_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                failure.append(message)  # sent below, once the exception is known
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except BaseException as exc:
+            if failure and isinstance(exc, SystemExit):
+                failure = [{"type": "lifespan.startup.failed", "message": str(exc.code)}]
+            for message in failure:
+                await send(message)
+            raise
 
 
 class CorsOnlyWithOrigin:

@@ -33,7 +33,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, token: str = "") -> None:
+    def __init__(self, token: str = "", uses_redis: bool = True) -> None:
         self.token = token  # what a scraper must send as its Bearer token; "" turns /metrics off
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
@@ -65,7 +65,9 @@ class Metrics:
         self.redis_connected = Gauge(
             "redis_connected",
             "1 while the last Redis call or probe reached Redis and could write",
-            registry=registry,
+            # Not exported by an instance that runs without Redis on purpose (memory-only):
+            # its 0 would be an outage to the RedisUnreachable alert.
+            registry=registry if uses_redis else None,
         )
         self.session_keys = Gauge(
             "redis_session_keys",
@@ -93,6 +95,9 @@ class Metrics:
         self.sessions_created = Counter(
             "sessions_created", "Game sessions created", ["storage"], registry=registry
         )
+        # Exported at 0 from the start, so the first fallback is an increase that an alert
+        # (deploy/prometheus/alerts.yml) sees, not a new series.
+        self.sessions_created.labels("fallback")
         self.sessions_completed = Counter(
             "sessions_completed",
             "Game sessions whose last question was answered",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import ssl
 import time
 import uuid
 from asyncio import Future
@@ -56,12 +57,57 @@ def unavailable_reason(exc: Exception) -> str | None:
     return None
 
 
+class RedisMisconfigured(Exception):
+    """Redis refuses this service's configuration (TLS certificates, password, ACL): the message
+    is the one line an operator needs. Not an outage to ride out: start-up stops."""
+
+
+def misconfiguration(exc: redis_errors.RedisError, address: str) -> str | None:
+    """What the operator must fix when `exc` says Redis refuses our configuration, else None."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return f"Redis authentication failed for {address}: {exc} (check REDIS_URL)"
+    if isinstance(exc, redis_errors.NoPermissionError):
+        return f"Redis ACL on {address}: {exc} (see deploy/redis/users.acl)"
+    tls = _ssl_error(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        why = tls.verify_message
+        return f"Redis TLS: certificate verify failed for {address}: {why} (check REDIS_CA_FILE)"
+    if tls is not None and "ALERT" in (tls.reason or ""):  # the server refused our certificate
+        return (
+            f"Redis TLS: {address} refused this client: {tls.reason} "
+            "(check REDIS_CERT_FILE and REDIS_KEY_FILE)"
+        )
+    return None
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a redis-py ConnectionError (raised while handling it)."""
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
+def tls_options(settings: Settings) -> dict[str, str | None]:
+    """redis-py's TLS options for a rediss:// URL: a private CA, a client certificate. Without
+    REDIS_CA_FILE the system's CAs verify the server. (redis:// and unix:// take none.)"""
+    if not settings.redis_url.startswith("rediss://"):
+        return {}
+    return {
+        "ssl_ca_certs": settings.redis_ca_file or None,
+        "ssl_certfile": settings.redis_cert_file or None,
+        "ssl_keyfile": settings.redis_key_file or None,
+    }
+
+
 def connect(settings: Settings) -> Redis:
     """A client whose every call is bounded: short timeouts, one retry, a pool that waits briefly.
 
     A blocking pool, because redis-py's default pool raises a ConnectionError the moment it is
     full, which would read as "Redis is down" under a burst of players. Worst case for one call:
-    pool wait + (1 + retries) x timeout.
+    pool wait + (1 + retries) x timeout; the TLS handshake is part of the connect timeout.
+    No CLIENT SETINFO on connect (`driver_info=None`): the least-privilege ACL user
+    (deploy/redis/) is not allowed it, and Redis 7.0 does not know it.
     """
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
@@ -73,6 +119,8 @@ def connect(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), retries=1),
         retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         health_check_interval=0,
+        driver_info=None,
+        **tls_options(settings),
     )
     return Redis(connection_pool=pool)
 
@@ -143,6 +191,8 @@ class RedisLink:
         self._metrics = metrics
         self._pipeline = AutoPipeline(client)
         self._scripts = scripts.load_all()
+        self._tried = False  # connect() was called: start-up is over
+        self._reported: str | None = None  # the misconfiguration logged last
 
     @property
     def kind(self) -> str:
@@ -198,18 +248,38 @@ class RedisLink:
     # --- connecting and probing -----------------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Detect the storage (once); False while Redis does not answer."""
+        """Detect the storage (once); False while Redis does not answer.
+
+        Redis refusing our configuration (TLS, password, ACL) at start-up, the first attempt,
+        raises RedisMisconfigured. On a later attempt (Redis was absent at start-up) it is
+        logged once and Redis counts as unreachable: this instance serves already.
+        """
         if self.storage is None:
+            at_start_up, self._tried = not self._tried, True
             try:
                 self.storage = await detect_storage(self.client)
             except redis_errors.RedisError as exc:
-                if unavailable_reason(exc) is None:
-                    raise
-                self._failed()
-                return False
+                return self._not_connected(exc, at_start_up)
             self._succeeded()
             log.info("session storage: %s", self.kind)
         return True
+
+    def _not_connected(self, exc: redis_errors.RedisError, at_start_up: bool) -> Literal[False]:
+        problem = misconfiguration(exc, self._address())
+        if problem is None:
+            if unavailable_reason(exc) is None:
+                raise exc
+        elif at_start_up:
+            raise RedisMisconfigured(problem) from exc
+        elif problem != self._reported:
+            log.error("%s", problem)
+        self._reported = problem
+        self._failed()
+        return False
+
+    def _address(self) -> str:
+        where = self.client.connection_pool.connection_kwargs
+        return str(where.get("path") or f"{where.get('host')}:{where.get('port')}")
 
     async def probe(self, ttl_ms: int) -> bool:
         """Whether Redis takes writes now; closes the breaker when it does, counts a failure
@@ -279,8 +349,9 @@ class RedisLink:
 
 async def detect_storage(client: Redis) -> Storage:
     """ "json" if the server has the JSON module, else "string" (JSON strings, same scripts)."""
+    probe = ("JSON.TYPE", keys.storage_probe())
     try:
-        await client.execute_command("JSON.TYPE", "storage-probe")  # type: ignore[no-untyped-call]
+        await client.execute_command(*probe)  # type: ignore[no-untyped-call]
     except redis_errors.ResponseError as exc:
         if "unknown command" in str(exc).lower():
             return "string"

@@ -9,6 +9,7 @@ names the variable and what it accepts.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -31,6 +32,9 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     environment: Literal["development", "production"] = "development"
     redis_url: Annotated[str, Meta(pattern=r"^(redis|rediss|unix)://")] = "redis://127.0.0.1:6379/0"
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
     use_memory_sessions: bool = False
     session_ttl_seconds: Seconds = 3600
     questions_per_game: Annotated[int, Meta(ge=1, le=20)] = 10
@@ -80,7 +84,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return [self.jwt_secret, *previous]
 
     def check(self) -> None:
-        """Refuse to run with a secret anyone could know, or production without HTTPS cookies."""
+        """Refuse to run with a secret anyone could know, with TLS files that would be ignored
+        or cannot be read, or in production without HTTPS cookies."""
+        self._check_tls_files()
         secrets = self.jwt_secrets
         names = ["JWT_SECRET"] + ["JWT_PREVIOUS_SECRETS"] * (len(secrets) - 1)
         for name, secret in zip(names, secrets, strict=True):
@@ -93,12 +99,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         if self.environment == "production" and not self.cookie_secure:
             raise SettingsError("COOKIE_SECURE: ENVIRONMENT=production needs true (HTTPS)")
 
+    def _check_tls_files(self) -> None:
+        files = {
+            "REDIS_CA_FILE": self.redis_ca_file,
+            "REDIS_CERT_FILE": self.redis_cert_file,
+            "REDIS_KEY_FILE": self.redis_key_file,
+        }
+        for name, path in files.items():
+            if path and not self.redis_url.startswith("rediss://"):
+                raise SettingsError(f"{name}: needs a rediss:// REDIS_URL (TLS), or leave it empty")
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{name}={path!r}: no such file")
+
 
 def _explain(error: msgspec.ValidationError, values: Mapping[str, str]) -> str:
     """`NAME='value': expected ...` for the setting msgspec refused (its path is `$.name`)."""
     name = str(error).rsplit("$.", 1)[-1].rstrip("`")
     fields = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}  # type: ignore[attr-defined]
-    return f"{name.upper()}={values.get(name, '')!r}: expected {_accepts(fields[name])}"
+    shown = values.get(name, "")
+    if name == "redis_url":  # it may carry the Redis password: never print that
+        shown = re.sub(r"^([a-z]+://)?[^@/]*@", r"\1***@", shown)
+    return f"{name.upper()}={shown!r}: expected {_accepts(fields[name])}"
 
 
 def _accepts(kind: msgspec.inspect.Type) -> str:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +56,14 @@ def rejson_path() -> str:
     return str(path)
 
 
-def wait_for_redis(url: str, timeout: float = 20.0) -> None:
+def wait_for_redis(
+    url: str, timeout: float = 20.0, options: Mapping[str, str] | None = None
+) -> None:
+    """Wait until Redis answers PING; `options` are redis-py's (TLS files, say)."""
     deadline = time.monotonic() + timeout
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, **(options or {})
+    )
     try:
         while True:
             try:
@@ -74,16 +79,26 @@ def wait_for_redis(url: str, timeout: float = 20.0) -> None:
 
 @dataclass
 class LocalRedis:
-    """A redis-server process of our own, on a free port, with the JSON module loaded."""
+    """A redis-server process of our own, on a free port, with the JSON module loaded.
+
+    `extra` arguments come last, so they override the defaults (an ACL file; `--port 0
+    --tls-port <port>` for TLS only); `url` then reaches it as `user` (user:password), over TLS
+    with `tls` (redis-py's ssl_* options).
+    """
 
     json_module: bool = True
     port: int = field(default_factory=free_port)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-")))
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()
+    user: str = ""
+    tls: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "redis" if self.tls is None else "rediss"
+        credentials = f"{self.user}@" if self.user else ""
+        return f"{scheme}://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self, appendonly: bool = False, *extra: str, wait: bool = True) -> None:
         """Start it (with `extra` redis-server arguments); unless `wait` is False, return once
@@ -106,10 +121,10 @@ class LocalRedis:
         if self.json_module:
             command += ["--loadmodule", rejson_path()]
         self.process = subprocess.Popen(
-            [*command, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*command, *self.extra, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         if wait:
-            wait_for_redis(self.url)
+            wait_for_redis(self.url, options=self.tls)
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None

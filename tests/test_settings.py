@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,28 @@ def test_a_wrong_value_names_the_variable(variable: str, value: str, expected: s
         Settings.from_env({"JWT_SECRET": TEST_SECRET, variable: value})
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
+
+
+def test_a_wrong_redis_url_never_shows_its_password() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"REDIS_URL": "civic-trivia-game:s3cret@redis.internal:6379/0"})
+    assert str(info.value).startswith("REDIS_URL='***@redis.internal:6379/0': expected text")
+
+
+def test_redis_tls_files_need_a_rediss_url_and_must_exist(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA certificate")
+    tls = {
+        "REDIS_URL": "rediss://redis.internal:6380/0",
+        "REDIS_CA_FILE": str(ca),
+        "JWT_SECRET": TEST_SECRET,
+    }
+    assert Settings.from_env(tls).redis_ca_file == str(ca)
+    with pytest.raises(SettingsError, match=r"^REDIS_CA_FILE: needs a rediss:// REDIS_URL"):
+        Settings.from_env({**tls, "REDIS_URL": "redis://redis.internal:6379/0"})
+    missing = str(tmp_path / "client.key")
+    with pytest.raises(SettingsError, match=re.escape(f"REDIS_KEY_FILE={missing!r}: no such file")):
+        Settings.from_env({**tls, "REDIS_KEY_FILE": missing})
 
 
 @pytest.mark.processes

@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.accounts import AccountStore
+from app.avatars import path_of
 from app.errors import (
     InvalidInput,
     LoginEnded,
@@ -128,6 +129,7 @@ def profile_of(user: StoredUser) -> Profile:
         best_score=user.best_score,
         overall_accuracy=accuracy,
         timer_multiplier=user.timer_multiplier,
+        avatar_url=path_of(user),  # a path: the HTTP layer makes it absolute
     )
 
 

@@ -81,6 +81,20 @@ class WagerTooHigh(InvalidInput):
         self.max_wager = max_wager
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A body in a form the route does not take (not multipart, not an image it accepts)."""
+
+
+class ImageTooLarge(InvalidInput):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"Image is larger than {limit_bytes // (1024 * 1024)} MB")
+
+
+class AvatarNotFound(GameError):
+    def __init__(self) -> None:
+        super().__init__("No such picture: the player has none or has replaced it")
+
+
 class StorageUnavailable(GameError):
     """The store cannot answer right now. Every write is idempotent, so a retry is safe."""
 
@@ -92,10 +106,13 @@ class StorageUnavailable(GameError):
 
 STATUS: dict[type[GameError], int] = {
     BodyTooLarge: 413,
+    ImageTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 400,
     Unauthorized: 401,
     Forbidden: 403,
     SessionNotFound: 404,
+    AvatarNotFound: 404,
     EmailTaken: 409,
     TooManyAttempts: 429,
     StorageUnavailable: 503,

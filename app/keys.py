@@ -37,3 +37,8 @@ def blacklist(token_id: str) -> str:
 
 def login_failures(normalized_email: str) -> str:
     return f"login-failures:{normalized_email}"
+
+
+def avatar(user_id: str) -> str:
+    """A player's picture as served (re-encoded WebP bytes), beside their document's slot."""
+    return f"avatar:{{{user_id}}}"

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import api, openapi
 from app.accounts import AccountStore
 from app.auth import Auth, Sleep
+from app.avatars import Avatars
 from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
@@ -42,6 +43,7 @@ log = logging.getLogger("app")
 class State(TypedDict):
     game: Game
     auth: Auth
+    avatars: Avatars
     metrics: Metrics
     openapi: bytes
 
@@ -59,6 +61,9 @@ ROUTES = [
     Route("/health", api.health, methods=["GET"]),
     Route("/metrics", api.metrics, methods=["GET"]),
     Route("/openapi.json", api.openapi_document, methods=["GET"]),
+    Route("/api/game/session/{session_id}", api.session_state, methods=["GET"]),
+    Route("/api/users/profile/avatar", api.upload_avatar, methods=["POST"]),
+    Route("/uploads/avatars/{file}", api.avatar_image, methods=["GET"]),
 ]
 
 
@@ -112,14 +117,16 @@ def create_app(
             yield {
                 "game": Game(bank, store, auth, accounts, settings, metrics, clock),
                 "auth": auth,
+                "avatars": Avatars(accounts, settings),
                 "metrics": metrics,
                 "openapi": msgspec.json.encode(openapi.build()),
             }
         finally:
             await store.close()
 
+    labels = {r.endpoint: r.path for r in ROUTES}
     middleware = [
-        Middleware(RequestMetrics, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
+        Middleware(RequestMetrics, metrics=metrics, routes=labels),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
     ]
     return Starlette(

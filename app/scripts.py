@@ -23,6 +23,7 @@ NAMES = (
     "award_progression",
     "update_settings",
     "rotate_refresh",
+    "set_avatar",
 )
 
 
@@ -78,7 +79,7 @@ class Award(IntEnum):
 
 
 class Updated(IntEnum):
-    """update_settings.lua"""
+    """update_settings.lua and set_avatar.lua"""
 
     UPDATED = 0
     NO_PLAYER = -1

@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     breaker_failures: Annotated[int, Meta(ge=1, le=1000)] = 3
     breaker_probe_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
     frontend_url: str = "http://localhost:5173"
+    # Where players reach the service, for absolute URLs in replies (avatarUrl); empty: the
+    # request's own scheme and host.
+    public_base_url: Annotated[str, Meta(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
     jwt_secret: Annotated[str, Meta(min_length=1)] = DEV_JWT_SECRET
     access_token_seconds: Count = 15 * 60
     refresh_token_seconds: Count = 30 * 24 * 3600

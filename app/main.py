@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import api, openapi
+from app import api, openapi, page
 from app.accounts import AccountStore
 from app.auth import Auth, Sleep
 from app.avatars import Avatars
@@ -124,13 +124,13 @@ def create_app(
         finally:
             await store.close()
 
-    labels = {r.endpoint: r.path for r in ROUTES}
+    labels = {r.endpoint: r.path for r in ROUTES} | page.LABELS
     middleware = [
         Middleware(RequestMetrics, metrics=metrics, routes=labels),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
     ]
     return Starlette(
-        routes=ROUTES,
+        routes=ROUTES + page.ROUTES,
         middleware=middleware,
         exception_handlers={
             GameError: game_error,

@@ -237,6 +237,7 @@ function wire() {
   });
   on("nav-signin", "click", () => showAuth("signin"));
   on("home-signin", "click", () => showAuth("signin"));
+  on("r-signin", "click", () => showAuth("signup"));
   on("auth-anonymous", "click", playNow);
   on("tab-signin", "click", () => selectTab("signin"));
   on("tab-signup", "click", () => selectTab("signup"));

@@ -123,9 +123,9 @@ function showWager(index) {
   $("wager-topic").textContent = question.topic;
   $("wager-score").textContent = String(score());
   $("wager-max").textContent = String(max);
+  $("wager-end").textContent = String(max);
   const range = $("wager-range");
   range.max = String(max);
-  range.step = String(max >= 100 ? 5 : 1);
   range.value = String(Math.min(Number(range.value) || 0, max));
   $("wager-value").textContent = range.value;
   $("wager-control").hidden = max === 0;
@@ -140,8 +140,8 @@ export function wagerMoved() {
 }
 
 export function lockWager() {
-  const amount = Number($("wager-range").value);
-  game.wager = game.maxWager > 0 ? Math.min(amount, game.maxWager) : null;
+  const amount = Math.min(Number($("wager-range").value), game.maxWager);
+  game.wager = amount > 0 ? amount : null; // a wager of 0 is no wager
   game.wagerLocked = true;
   save();
   showQuestion(nextIndex());
@@ -265,7 +265,7 @@ function verdict(question, option, result, final) {
     return `Correct! ${signed(result.totalPoints)} points${bonus}.`;
   }
   const lost = final && result.wager ? ` You lose your wager: ${signed(result.totalPoints)} points.` : "";
-  const opening = option === null ? "Time’s up." : "Not quite.";
+  const opening = option === null ? "Time ran out." : "Not quite.";
   return `${opening} The answer is ${answer}.${lost}`;
 }
 
@@ -303,7 +303,7 @@ async function showResults() {
   $("r-score").textContent = String(results.totalScore);
   $("r-summary").textContent = summary(results);
   const wager = results.wagerResult;
-  $("r-wager").textContent = wager
+  $("r-wager").textContent = wager?.wagerAmount
     ? `Final wager of ${wager.wagerAmount}: ${wager.won ? "won" : "lost"} (${signed(wager.pointsChange)}).`
     : "No wager on the final question.";
   showRewards(results);

@@ -301,7 +301,7 @@ async def test_signed_in_game_with_wager_results_profile_and_logout(
     await expect(page.locator("#p-file-status")).to_have_text("Picture saved.")
     avatar = page.locator("#p-avatar")
     await expect(avatar).to_be_visible()
-    assert (await avatar.get_attribute("src") or "").startswith(f"{player.origin}/uploads/avatars/")
+    assert (await avatar.get_attribute("src") or "").startswith("/uploads/avatars/")
     await page.wait_for_function("document.getElementById('p-avatar').naturalWidth === 128")
     await screenshot(page, "profile", full_page=True)
 
@@ -334,16 +334,22 @@ async def test_anonymous_game_on_a_phone(phone: Player, bank: QuestionBank) -> N
     await screenshot(page, "phone-question")
     score = await play_to_the_wager(page, bank, keyboard=False)
     await expect(page.locator("#wager-max")).to_have_text(str(score // 2))
-    await page.locator("#wager-lock").click()  # the slider left at 0
+    for _ in range(3):
+        await page.locator("#wager-range").press("ArrowRight")
+    await page.locator("#wager-lock").click()
+    await current_question(page, bank)
+    await page.reload()  # the wager stays locked: no second look at it with the question seen
+    await expect(page.locator("#q-progress")).to_have_text("Final question (10 of 10)")
+    await expect(page.locator("#q-wager")).to_have_text("Wager 3")
     await answer(page, bank, correct=False, keyboard=False)
     await go_on(page, keyboard=False)
-    await expect(page.locator("#r-score")).to_have_text(str(score))
-    await expect(page.locator("#r-wager")).to_have_text("No wager on the final question.")
+    await expect(page.locator("#r-score")).to_have_text(str(score - 3))
+    await expect(page.locator("#r-wager")).to_have_text("Final wager of 3: lost (\u22123).")
     await expect(page.locator("#r-no-rewards")).to_contain_text("without an account")
     await expect(page.locator("#r-rewards")).to_be_hidden()
     await screenshot(page, "phone-results")
     honest(phone.answers, 50)
-    assert "wager" not in phone.answers[-1]  # a wager left at 0 is no wager
+    assert phone.answers[-1]["wager"] == 3
 
 
 async def test_a_reload_mid_game_resumes_it(

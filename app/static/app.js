@@ -6,6 +6,7 @@ import * as play from "./play.js";
 import { $, clearNotices, currentScreen, describe, notice, show, showAccount } from "./ui.js";
 
 const MAX_AVATAR_BYTES = 5 * 1024 * 1024;
+const HEALTH_RECHECK_MS = 30_000; // while degraded: the notice goes once the service recovers
 let user = null;
 
 function setUser(next) {
@@ -14,18 +15,19 @@ function setUser(next) {
 }
 
 async function checkHealth() {
+  let degraded;
   try {
     const health = await api.health();
-    notice(
-      "degraded",
+    degraded =
       health.status === "degraded"
         ? "The game service is running in degraded mode: new games are kept on one server " +
-            "until its storage recovers, and some games or accounts may be unavailable for a while."
-        : null,
-    );
+          "until its storage recovers, and some games or accounts may be unavailable for a while."
+        : null;
   } catch (error) {
-    notice("degraded", describe(error));
+    degraded = describe(error);
   }
+  notice("degraded", degraded);
+  if (degraded) setTimeout(checkHealth, HEALTH_RECHECK_MS);
 }
 
 // --- playing ---------------------------------------------------------------------------------
@@ -171,7 +173,9 @@ async function showProfile() {
 function showAvatar(url) {
   $("p-avatar").hidden = !url;
   $("p-initials").hidden = Boolean(url);
-  if (url) $("p-avatar").src = url;
+  // The URL is absolute (PUBLIC_BASE_URL) for other clients; this page loads it from its own
+  // origin, which is all its Content-Security-Policy allows.
+  if (url) $("p-avatar").src = new URL(url).pathname;
 }
 
 async function changeTimer(event) {

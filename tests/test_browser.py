@@ -250,7 +250,7 @@ async def test_signed_in_game_with_wager_results_profile_and_logout(
     await go_on(page)
     await page.clock.run_for(7_000)
     score = await answer(page, bank, correct=False)
-    await screenshot(page, "reveal")
+    await screenshot(page, "reveal", full_page=True)
     await go_on(page)
     for index in range(2, 9):
         await page.clock.run_for(2_000 + 1_000 * index)

@@ -81,8 +81,9 @@ export async function resume(sessionId) {
   load(await api.gameState(sessionId), saved);
   save();
   const index = nextIndex();
-  if (index !== -1 && index > 0) {
-    notice("info", `Welcome back: your game goes on at question ${index + 1} of ${game.questions.length}.`);
+  if (index > 0) {
+    const where = isFinal(index) ? "the final question" : `question ${index + 1} of ${game.questions.length}`;
+    notice("info", `Welcome back: your game goes on at ${where}.`);
   }
   next();
 }
@@ -286,7 +287,9 @@ function reveal(question, option, result, final) {
 }
 
 export function nextQuestion() {
-  if (!$("reveal").hidden) next();
+  if ($("reveal").hidden) return;
+  notice("info", null); // "welcome back" and the like: the player has moved on
+  next();
 }
 
 // --- results ---------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ export class ApiError extends Error {
   }
 }
 
+// The refresh cookie goes only to /auth/ routes. Game and profile calls carry the Bearer token
+// or nothing: a game call with the cookie but no token is refused (401), and while accounts are
+// unavailable (no token can be had after a reload) that would stop a player from playing even
+// without an account.
 async function send(method, path, { json, form, bearer = true } = {}) {
   const headers = {};
   if (bearer && accessToken) headers.Authorization = `Bearer ${accessToken}`;
@@ -30,7 +34,8 @@ async function send(method, path, { json, form, bearer = true } = {}) {
   } else if (form !== undefined) {
     body = form; // the browser sets the multipart content type and boundary
   }
-  const response = await fetch(path, { method, headers, body, credentials: "same-origin" });
+  const credentials = path.startsWith("/auth/") ? "same-origin" : "omit";
+  const response = await fetch(path, { method, headers, body, credentials });
   const isJson = (response.headers.get("content-type") || "").startsWith("application/json");
   const data = isJson ? await response.json() : null;
   if (!response.ok) {

@@ -156,6 +156,20 @@ class AccountStore:
         )
         return Claimed(reply[0]) == Claimed.CLAIMED, reply[1]
 
+    # --- avatars --------------------------------------------------------------------------------
+
+    async def set_avatar(self, user_id: str, image: bytes, version: str) -> bool:
+        """Store a player's picture and its version in their document; False if the player no
+        longer exists (nothing stored)."""
+        reply = await self._script(
+            "set_avatar", [keys.user(user_id), keys.avatar(user_id)], image, version
+        )
+        return Updated(reply[0]) == Updated.UPDATED
+
+    async def avatar(self, user_id: str) -> bytes | None:
+        image: bytes | None = await self._command("read_avatar", "GET", keys.avatar(user_id))
+        return image
+
     # --- Redis access ---------------------------------------------------------------------------
 
     @property

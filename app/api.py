@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, TypeVar
 
 import msgspec
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from app import avatars
 from app.auth import REFRESH_COOKIE, Auth, Caller, Issued, user_view
+from app.avatars import Avatars
 from app.errors import (
     BodyTooLarge,
+    ImageTooLarge,
     InvalidInput,
     NotFound,
     Unauthorized,
@@ -22,10 +27,12 @@ from app.game import Game
 from app.metrics import Metrics
 from app.models import (
     AnswerRequest,
+    AvatarResponse,
     CreateSessionRequest,
     ErrorBody,
     LoginRequest,
     MessageBody,
+    Profile,
     SettingsRequest,
     SignupRequest,
     SignupResponse,
@@ -58,15 +65,15 @@ def auth_of(request: Request) -> Auth:
     return auth
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, refused as soon as it is known to exceed the limit (never read whole).
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` (never read whole).
 
     Done here rather than with Starlette's body-limit middleware, whose 413 is plain text and
     could not carry the `{"error": ...}` body every client of this API expects.
     """
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise BodyTooLarge(MAX_BODY_BYTES)
+    if length.isdigit() and int(length) > limit:
+        raise BodyTooLarge(limit)
     chunks, size = [], 0
     while True:  # ASGI receive directly: Request.stream's async generator costs more
         message = await request.receive()
@@ -74,8 +81,8 @@ async def read_body(request: Request) -> bytes:
             raise ClientDisconnect()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLarge(MAX_BODY_BYTES)
+        if size > limit:
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -123,6 +130,11 @@ async def submit_answer(request: Request) -> Response:
 async def results(request: Request) -> Response:
     session_id = request.path_params["session_id"]
     return json_response(await game_of(request).results(session_id, caller(request)))
+
+
+async def session_state(request: Request) -> Response:
+    session_id = request.path_params["session_id"]
+    return json_response(await game_of(request).state(session_id, caller(request)))
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -180,14 +192,82 @@ async def logout(request: Request) -> Response:
 
 
 async def profile(request: Request) -> Response:
-    return json_response(await auth_of(request).profile(request.headers.get("authorization")))
+    found = await auth_of(request).profile(request.headers.get("authorization"))
+    return json_response(with_absolute_avatar(request, found))
 
 
 async def update_settings(request: Request) -> Response:
     auth = auth_of(request)
     identity = await auth.authenticate(request.headers.get("authorization"))  # 401 before 400
     body: SettingsRequest = await decode(request, _decode_settings)
-    return json_response(await auth.update_settings(identity, body.timer_multiplier))
+    updated = await auth.update_settings(identity, body.timer_multiplier)
+    return json_response(with_absolute_avatar(request, updated))
+
+
+# --- avatars ------------------------------------------------------------------------------------
+
+# Room for the multipart framing around the one image (boundaries, part headers, small fields).
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
+AVATAR_HEADERS = {
+    # The URL names the picture's version, so its bytes never change.
+    "Cache-Control": "public, max-age=31536000, immutable",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+
+
+def avatars_of(request: Request) -> Avatars:
+    found: Avatars = request.state.avatars
+    return found
+
+
+def with_absolute_avatar(request: Request, found: Profile) -> Profile:
+    """The profile with its avatar path made an absolute URL (PUBLIC_BASE_URL, or this
+    request's own), as the original client puts it straight into <img src> on its origin."""
+    if found.avatar_url is None:
+        return found
+    url = avatars_of(request).url(found.avatar_url, str(request.base_url))
+    return msgspec.structs.replace(found, avatar_url=url)
+
+
+async def read_upload(request: Request, field: str, limit: int) -> bytes:
+    """The bytes of the one file sent in `field` of a multipart/form-data body of at most
+    `limit` bytes of file (the body is refused as soon as it is known to be larger)."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaType(f"Send the image as multipart/form-data, field {field!r}")
+    try:
+        body = await read_body(request, limit + MULTIPART_OVERHEAD_BYTES)
+    except BodyTooLarge:
+        raise ImageTooLarge(limit) from None
+
+    async def whole() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(request.headers, whole(), max_files=1, max_fields=8)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"Invalid multipart body: {exc.message}") from None
+    try:
+        upload = form.get(field)
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput(f"Send one image file in the multipart field {field!r}")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def upload_avatar(request: Request) -> Response:
+    identity = await auth_of(request).authenticate(request.headers.get("authorization"))
+    image = await read_upload(request, "avatar", avatars.MAX_UPLOAD_BYTES)
+    found = avatars_of(request)
+    path = await found.upload(identity.user_id, image)
+    return json_response(AvatarResponse(avatar_url=found.url(path, str(request.base_url))))
+
+
+async def avatar_image(request: Request) -> Response:
+    image = await avatars_of(request).image(request.path_params["file"])
+    return Response(image, media_type=avatars.MEDIA_TYPE, headers=AVATAR_HEADERS)
 
 
 # --- operations ---------------------------------------------------------------------------------

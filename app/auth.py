@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import jwt
 
 from app.accounts import AccountStore
+from app.avatars import path_of
 from app.errors import (
     InvalidInput,
     LoginEnded,
@@ -146,6 +147,7 @@ def profile_of(user: StoredUser) -> Profile:
         best_score=user.best_score,
         overall_accuracy=accuracy,
         timer_multiplier=user.timer_multiplier,
+        avatar_url=path_of(user),  # a path: the HTTP layer makes it absolute
     )
 
 

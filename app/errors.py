@@ -70,8 +70,13 @@ class TooManyAttempts(GameError):
 
 
 class UnsupportedMediaType(InvalidInput):
-    def __init__(self) -> None:
-        super().__init__("Send the body as JSON with Content-Type: application/json")
+    """A body in a form the route does not take (not JSON, not multipart, not an image it
+    accepts)."""
+
+    def __init__(
+        self, message: str = "Send the body as JSON with Content-Type: application/json"
+    ) -> None:
+        super().__init__(message)
 
 
 class QuestionNotInSession(InvalidInput):
@@ -88,6 +93,16 @@ class WagerTooHigh(InvalidInput):
     def __init__(self, max_wager: int) -> None:
         super().__init__(f"Wager is above the limit: at most {max_wager} (half your current score)")
         self.max_wager = max_wager
+
+
+class ImageTooLarge(InvalidInput):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"Image is larger than {limit_bytes // (1024 * 1024)} MB")
+
+
+class AvatarNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No such picture: the player has none or has replaced it")
 
 
 class StorageUnavailable(GameError):
@@ -110,6 +125,7 @@ class Busy(StorageUnavailable):
 
 STATUS: dict[type[GameError], int] = {
     BodyTooLarge: 413,
+    ImageTooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidInput: 400,
     Unauthorized: 401,

@@ -14,16 +14,18 @@ import msgspec
 
 from app import __version__, rules
 from app.accounts import AccountStore
-from app.auth import Auth, Caller
+from app.auth import Auth, Caller, Identity
 from app.errors import SessionNotFound, StorageUnavailable, TooManyAttempts
 from app.metrics import Metrics
 from app.models import (
+    AnsweredQuestion,
     AnswerRequest,
     AnswerResult,
     CreateSessionResponse,
     Health,
     Progression,
     Results,
+    SessionState,
     StoredSession,
 )
 from app.questions import QuestionBank
@@ -80,10 +82,13 @@ class Game:
         session_id = await self._create_within_limit(session, caller.address)
         degraded = self.store.is_fallback(session_id)
         self.metrics.sessions_created.labels("fallback" if degraded else self.store.kind).inc()
+        question_seconds, final_question_seconds = self.time_limits(player)
         return CreateSessionResponse(
             session_id=session_id,
             questions=[self.bank.public(qid) for qid in question_ids],
             degraded=degraded,
+            question_seconds=question_seconds,
+            final_question_seconds=final_question_seconds,
         )
 
     async def _create_within_limit(self, session: StoredSession, address: str) -> str:
@@ -182,6 +187,39 @@ class Game:
                 return None
             raise
 
+    async def state(self, raw_session_id: str, caller: Caller) -> SessionState:
+        """A game as its player left it, so a client can resume it after a reload.
+
+        The same read as results (one script call: owner-checked, TTL slid), but it awards
+        nothing, and each answer comes with its explanation: answered questions only.
+        """
+        session_id = parse_session_id(raw_session_id)
+        player = await self.auth.player(caller)
+        session = await self.store.load(session_id, player.user_id if player else None)
+        answers = answered_questions(session, self.bank)
+        score = sum(answer.total_points for answer in answers)
+        question_seconds, final_question_seconds = self.time_limits(player)
+        return SessionState(
+            session_id=session_id,
+            questions=[self.bank.public(qid) for qid in session.question_ids],
+            answers=answers,
+            total_score=score,
+            max_wager=rules.max_wager(score),
+            complete=len(answers) == len(session.question_ids),
+            degraded=self.store.is_fallback(session_id),
+            question_seconds=question_seconds,
+            final_question_seconds=final_question_seconds,
+        )
+
+    def time_limits(self, player: Identity | None) -> tuple[float, float]:
+        """(per question, final question) in seconds, stretched by the player's multiplier as
+        the answer route stretches them (rules.candidate)."""
+        multiplier = player.timer_multiplier if player else 1.0
+        return (
+            self.settings.question_seconds * multiplier,
+            self.settings.final_question_seconds * multiplier,
+        )
+
     def health(self) -> Health:
         """What /health reports: state only, never a wait on Redis."""
         status = self.store.status()
@@ -192,3 +230,30 @@ class Game:
             uptime_seconds=round(time.monotonic() - self._started_at, 1),
             version=__version__,
         )
+
+
+def answered_questions(session: StoredSession, bank: QuestionBank) -> list[AnsweredQuestion]:
+    """The stored answers in question order, each as the answer result its player saw."""
+    by_id = {answer.question_id: answer for answer in session.answers}
+    views = []
+    for index, question_id in enumerate(session.question_ids):
+        stored = by_id.get(question_id)
+        if stored is None:
+            continue
+        question = bank.get(question_id)
+        views.append(
+            AnsweredQuestion(
+                question_id=question_id,
+                question_index=index,
+                selected_option=stored.selected_option,
+                correct=stored.correct,
+                correct_answer=question.correct_answer,
+                explanation=question.explanation,
+                base_points=stored.base_points,
+                speed_bonus=stored.speed_bonus,
+                total_points=stored.total_points,
+                flagged=stored.flagged,
+                wager=stored.wager,
+            )
+        )
+    return views

@@ -54,3 +54,8 @@ def rate(client: str, action: str) -> str:
 def probe(instance_id: str) -> str:
     """An instance's heartbeat: written with a TTL by its Redis probe."""
     return f"probe:{instance_id}"
+
+
+def avatar(user_id: str) -> str:
+    """A player's picture as served (re-encoded WebP bytes), beside their document's slot."""
+    return f"avatar:{{{user_id}}}"

@@ -24,9 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import api, openapi
+from app import api, openapi, page
 from app.accounts import AccountStore
 from app.auth import Auth, Sleep
+from app.avatars import Avatars
 from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
@@ -43,6 +44,7 @@ log = logging.getLogger("app")
 class State(TypedDict):
     game: Game
     auth: Auth
+    avatars: Avatars
     metrics: Metrics
     openapi: bytes
 
@@ -60,6 +62,9 @@ ROUTES = [
     Route("/health", api.health, methods=["GET"]),
     Route("/metrics", api.metrics, methods=["GET"]),
     Route("/openapi.json", api.openapi_document, methods=["GET"]),
+    Route("/api/game/session/{session_id}", api.session_state, methods=["GET"]),
+    Route("/api/users/profile/avatar", api.upload_avatar, methods=["POST"]),
+    Route("/uploads/avatars/{file}", api.avatar_image, methods=["GET"]),
 ]
 
 
@@ -123,6 +128,7 @@ def create_app(
             yield {
                 "game": Game(bank, store, auth, accounts, settings, metrics, game_clock or clock),
                 "auth": auth,
+                "avatars": Avatars(accounts, settings),
                 "metrics": metrics,
                 "openapi": msgspec.json.encode(openapi.build()),
             }
@@ -130,13 +136,14 @@ def create_app(
             await store.close()
             auth.close()
 
+    labels = {r.endpoint: r.path for r in ROUTES} | page.LABELS
     middleware = [
         Middleware(StartupErrorInOneLine),
-        Middleware(RequestLog, metrics=metrics, routes={r.endpoint: r.path for r in ROUTES}),
+        Middleware(RequestLog, metrics=metrics, routes=labels),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
     ]
     return Starlette(
-        routes=ROUTES,
+        routes=ROUTES + page.ROUTES,
         middleware=middleware,
         exception_handlers={GameError: game_error, HTTPException: http_error},
         lifespan=lifespan,

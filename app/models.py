@@ -136,6 +136,10 @@ class CreateSessionResponse(Struct, rename="camel"):
     session_id: str
     questions: list[PublicQuestion]
     degraded: bool
+    # The time limits of this caller's game (the settings' times the timer multiplier), so a
+    # client shows the countdown the server scores against.
+    question_seconds: float
+    final_question_seconds: float
 
 
 class AnswerResult(Struct, rename="camel", omit_defaults=True):
@@ -248,6 +252,7 @@ class StoredUser(Struct, rename="camel"):
     total_correct: int = 0
     total_questions: int = 0
     timer_multiplier: float = 1.0
+    avatar: str | None = None  # version of the picture at avatar:{id}; None until uploaded
 
 
 class UserView(Struct):
@@ -285,7 +290,45 @@ class Profile(Struct, rename="camel"):
     best_score: int
     overall_accuracy: int
     timer_multiplier: float
+    avatar_url: str | None = None  # absolute, so a client can put it straight in <img src>
 
 
 class MessageBody(Struct):
     message: str
+
+
+# --- resuming a game and avatars ---------------------------------------------------------------
+
+
+class AnsweredQuestion(Struct, rename="camel", omit_defaults=True):
+    """An answered question as the state route shows it: the answer result, with its position."""
+
+    question_id: str
+    question_index: int
+    selected_option: int | None
+    correct: bool
+    correct_answer: int
+    explanation: str
+    base_points: int
+    speed_bonus: int
+    total_points: int
+    flagged: bool
+    wager: int | None = None
+
+
+class SessionState(Struct, rename="camel"):
+    """What a client needs to resume a game: the questions, what was answered, and the limits."""
+
+    session_id: str
+    questions: list[PublicQuestion]
+    answers: list[AnsweredQuestion]
+    total_score: int
+    max_wager: int
+    complete: bool
+    degraded: bool
+    question_seconds: float
+    final_question_seconds: float
+
+
+class AvatarResponse(Struct, rename="camel"):
+    avatar_url: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -10,6 +11,7 @@ from app import __version__
 from app.models import (
     AnswerRequest,
     AnswerResult,
+    AvatarResponse,
     CreateSessionRequest,
     CreateSessionResponse,
     ErrorBody,
@@ -18,6 +20,7 @@ from app.models import (
     MessageBody,
     Profile,
     Results,
+    SessionState,
     SettingsRequest,
     SignupRequest,
     SignupResponse,
@@ -121,7 +124,56 @@ OPERATIONS: list[Operation] = [
     ),
     ("get", "/metrics", "Prometheus metrics (text format)", None, (200, None), (), False),
     ("get", "/openapi.json", "This document", None, (200, None), (), False),
+    (
+        "get",
+        "/api/game/session/{session_id}",
+        "A game's public state, to resume it: questions, answer results, limits",
+        None,
+        (200, SessionState),
+        (401, 403, 404, 503),
+        False,
+    ),
+    (
+        "post",
+        "/api/users/profile/avatar",
+        "Upload a picture (multipart field `avatar`: JPEG, PNG or WebP, at most 5 MB)",
+        None,  # multipart: see AVATAR_UPLOAD
+        (200, AvatarResponse),
+        (400, 401, 413, 415, 503),
+        True,
+    ),
+    (
+        "get",
+        "/uploads/avatars/{file}",
+        "A player's picture (WebP), as named by avatarUrl; cacheable for good",
+        None,
+        (200, None),  # image/webp: see AVATAR_IMAGE
+        (404, 503),
+        False,
+    ),
 ]
+
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "session_id": {"type": "string", "format": "uuid"},
+    "file": {"type": "string", "pattern": r"^[0-9a-f-]{36}\.[0-9a-f]{16}\.webp$"},
+}
+AVATAR_UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"avatar": {"type": "string", "format": "binary"}},
+                "required": ["avatar"],
+            },
+            "encoding": {"avatar": {"contentType": "image/jpeg, image/png, image/webp"}},
+        }
+    },
+}
+AVATAR_IMAGE = {
+    "description": "OK",
+    "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 def build() -> dict[str, Any]:
@@ -144,18 +196,16 @@ def build() -> dict[str, Any]:
                 "required": body is not CreateSessionRequest,
                 "content": {"application/json": {"schema": _ref(body)}},
             }
-        if "{session_id}" in path:
+        if names := re.findall(r"{(\w+)}", path):
             operation["parameters"] = [
-                {
-                    "name": "session_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "format": "uuid"},
-                }
+                {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
+                for name in names
             ]
         if bearer:
             operation["security"] = [{"bearer": []}]
         paths.setdefault(path, {})[method] = operation
+    paths["/api/users/profile/avatar"]["post"]["requestBody"] = AVATAR_UPLOAD
+    paths["/uploads/avatars/{file}"]["get"]["responses"]["200"] = AVATAR_IMAGE
     return {
         "openapi": "3.1.0",
         "info": {"title": "Civic Trivia Championship game service", "version": __version__},

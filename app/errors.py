@@ -114,6 +114,16 @@ class StorageUnavailable(GameError):
         super().__init__(message)
 
 
+class StorageFull(StorageUnavailable):
+    """Redis is out of memory (maxmemory, noeviction): it refuses a script whose first write
+    would grow it, such as a new game (which then goes to memory), while reads and answers to
+    games in progress still work (a script that has written once is let through). So it is
+    not an outage: the breaker stays closed."""
+
+    def __init__(self) -> None:
+        super().__init__("Game storage is full right now; retry shortly")
+
+
 class Busy(StorageUnavailable):
     """Too much password hashing is waiting already: refused at once rather than queued."""
 

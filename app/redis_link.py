@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 
 from app import keys, scripts
 from app.breaker import CircuitBreaker, State
-from app.errors import StorageUnavailable
+from app.errors import StorageFull, StorageUnavailable
 from app.metrics import Metrics
 from app.settings import Settings
 
@@ -36,7 +36,8 @@ Arg = str | bytes | int | float
 T = TypeVar("T")
 
 # Redis did not answer, or answered that it cannot serve now; a client that retries later will
-# be served (the breaker counts these). Everything else Redis answers is a reply, or a bug.
+# be served. The breaker counts these, except OOM (StorageFull). Anything else Redis answers is
+# a reply, or a bug.
 UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)  # LOADING included
 REFUSING = (redis_errors.OutOfMemoryError, redis_errors.ReadOnlyError)
 REFUSING_PREFIXES = ("MISCONF", "BUSY", "MASTERDOWN")
@@ -161,8 +162,14 @@ class AutoPipeline:
                 for args, _ in batch:
                     pipe.execute_command(*args)
                 replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
+        except redis_errors.RedisError as exc:
             replies = [exc] * len(batch)
+        except Exception as exc:
+            # The batch as a whole failed below redis-py's own errors (a socket error it let
+            # through while a connection died): to each call, that is a lost connection.
+            log.warning("Redis batch failed: %r", exc)
+            failed = redis_errors.ConnectionError(f"the batch failed: {exc!r}")
+            replies = [failed] * len(batch)
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():  # its request was cancelled meanwhile
                 continue
@@ -237,6 +244,9 @@ class RedisLink:
             if reason is None:
                 raise
             self._metrics.redis_errors.labels(operation).inc()
+            if isinstance(exc, redis_errors.OutOfMemoryError):
+                self._succeeded()  # full, not down: see StorageFull
+                raise StorageFull() from exc
             self._failed()
             raise StorageUnavailable() from exc
         finally:
@@ -295,6 +305,8 @@ class RedisLink:
         started = time.perf_counter()
         try:
             await self.client.set(keys.probe(self.instance_id), "1", px=ttl_ms)
+        except redis_errors.OutOfMemoryError:
+            pass  # full, not down (StorageFull): reads and games in progress still work
         except redis_errors.RedisError as exc:
             if unavailable_reason(exc) is None:
                 raise

@@ -220,19 +220,21 @@ class ApiProcess:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None  # where its stderr goes (the service's log), else nowhere
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(
-            uvicorn_command(SERVICE, self.port),
-            cwd=ROOT,
-            env={**os.environ, **SERVICE_ENV, **self.env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with open(self.log or os.devnull, "ab") as stderr:
+            self.process = subprocess.Popen(
+                uvicorn_command(SERVICE, self.port),
+                cwd=ROOT,
+                env={**os.environ, **SERVICE_ENV, **self.env},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

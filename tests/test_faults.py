@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from app.questions import QuestionBank
 from tests.conftest import METRICS
@@ -252,3 +256,115 @@ async def test_starts_without_redis_and_writes_back_when_it_arrives(
     finally:
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
+
+
+async def test_a_fallback_game_is_never_a_404_on_another_instance_after_recovery(
+    redis_server: LocalRedis, start_api: type[ApiProcess], bank: QuestionBank
+) -> None:
+    """Instance a creates a game in memory while Redis is down. When Redis returns, b (fast
+    probe) sees it before a (slow probe) has written the game back: b must say "retry" (503),
+    never "no such game" (404), until the game is there."""
+    a = start_api({"REDIS_URL": redis_server.url, "BREAKER_PROBE_SECONDS": "4"})
+    b = start_api({"REDIS_URL": redis_server.url, "BREAKER_PROBE_SECONDS": "0.1"})
+    a.start()
+    b.start()
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=10) as on_a,
+        httpx.AsyncClient(base_url=b.url, timeout=10) as on_b,
+    ):
+        redis_server.stop()
+        await wait_for(on_a, "breaker", "open")
+        await wait_for(on_b, "breaker", "open")
+        game = await new_game(on_a)
+        assert game["degraded"] is True
+        first = await answer(on_a, answer_body(game, 0, bank, remaining=24.9))
+        redis_server.start(appendonly=True)
+        await wait_for(on_b, "breaker", "closed")
+        seen: list[int] = []
+        deadline = time.monotonic() + 20
+        while not seen or seen[-1] != 200:
+            reply = await on_b.get(f"/api/game/results/{game['sessionId']}")
+            seen.append(reply.status_code)
+            if reply.status_code == 503:
+                assert reply.headers["retry-after"]
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.05)
+        assert 503 in seen  # the window was there: b answered before a wrote the game back
+        assert set(seen) == {503, 200}, seen
+        assert reply.json()["answers"][0]["totalPoints"] == first["totalPoints"]
+
+
+async def test_an_unhandled_error_is_logged_once_and_the_connection_kept(
+    redis_server: LocalRedis, start_api: type[ApiProcess], tmp_path: Path
+) -> None:
+    """A document that is not a session (here a plain string where a RedisJSON document should
+    be) makes the script fail: a 500 with a request id, one log record with its traceback, and
+    the keep-alive connection still serves the next request."""
+    log = tmp_path / "service.log"
+    api = start_api({"REDIS_URL": redis_server.url}, log=log)
+    api.start()
+    broken = str(uuid.uuid4())
+    client = redis.Redis.from_url(redis_server.url)
+    client.set(f"session:{broken}", "not a document")
+    client.close()
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as connection:
+        first = request(connection, f"/api/game/results/{broken}")
+        second = request(connection, "/health")
+    assert first.startswith("HTTP/1.1 500")
+    assert '{"error":"Internal error; it has been logged"}' in first
+    request_id = header(first, "x-request-id")
+    assert second.startswith("HTTP/1.1 200")  # the same connection answered again
+    assert "connection: close" not in first.lower()
+    api.kill()
+    text = log.read_text()
+    assert text.count("Traceback") == 1, text
+    assert f"unhandled error, request {request_id}: GET /api/game/results/{{session_id}}" in text
+    assert broken not in text  # route templates only, never the id
+
+
+def request(connection: socket.socket, path: str) -> str:
+    """One HTTP/1.1 request on an open connection, and its whole response."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(header(head.decode(), "content-length"))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return (head + b"\r\n\r\n" + body).decode()
+
+
+def header(response: str, name: str) -> str:
+    for line in response.split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    raise AssertionError(f"no {name} header in {response!r}")
+
+
+async def test_a_write_pause_opens_the_breaker_once(
+    redis_server: LocalRedis, start_api: type[ApiProcess], bank: QuestionBank
+) -> None:
+    """CLIENT PAUSE WRITE holds writes but answers PING: the write probe keeps the breaker open
+    for the pause instead of closing it on each PING and letting requests wait out the
+    timeout again (the soak saw 11 openings for 8 outages)."""
+    api = start_api({"REDIS_URL": redis_server.url, "BREAKER_PROBE_SECONDS": "0.2"})
+    api.start()
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as client:
+        players = [Player(client, bank) for _ in range(4)]
+        tasks = [asyncio.create_task(p.play(stop)) for p in players]
+        await asyncio.sleep(0.5)
+        pauser = redis.Redis.from_url(redis_server.url)
+        pauser.client_pause(3000, all=False)  # WRITE: writes and scripts wait, PING answers
+        await asyncio.sleep(4)
+        stop.set()
+        await asyncio.gather(*tasks)
+        pauser.close()
+        await wait_for(client, "fallbackSessions", 0)
+        metrics = (await client.get("/metrics", headers=METRICS)).text
+    assert metric(metrics, 'redis_breaker_transitions_total{to="open"}') == 1
+    assert metric(metrics, 'redis_breaker_transitions_total{to="closed"}') == 1
+    slow = [t for p in players for t in p.latencies if t > BUDGET_SECONDS]
+    assert slow == []

@@ -138,13 +138,13 @@ marked_processes() {  # $1: mark
     for dir in /proc/[0-9]*; do
         pid="${dir#/proc/}"
         comm="$(cat "$dir/comm" 2>/dev/null)" || continue
-        cmd="$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null)" || continue
+        cmd="$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline")" || continue
         case "$comm $cmd" in
             dockerd* | containerd* | docker-proxy* | haproxy* | redis-server* | *uvicorn*) ;;
             *) continue ;;
         esac
         [ "$pid" = "$$" ] && continue
-        if tr '\0' '\n' <"$dir/environ" 2>/dev/null | grep -qxF "CTC_RUN_MARK=$1"; then
+        if tr '\0' '\n' 2>/dev/null <"$dir/environ" | grep -qxF "CTC_RUN_MARK=$1"; then
             alive "$pid" && echo "$pid $cmd"
         fi
     done

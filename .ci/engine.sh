@@ -186,10 +186,13 @@ stop() {
         return 0
     fi
     check || true
-    # Remove containers first, so no shim or container process outlives the engine.
+    # Remove containers first, so no shim or container process outlives the engine, and what
+    # they leave when a run was cut short (networks, volumes). Images stay for the next run.
     if engine_up; then
         # shellcheck disable=SC2046
         [ -z "$(docker ps -aq)" ] || docker rm -f $(docker ps -aq) >/dev/null
+        docker network prune -f >/dev/null
+        docker volume prune -f >/dev/null
     fi
     cpid="$(containerd_pid || true)"
     log "stopping dockerd $pid${cpid:+ and its containerd $cpid}"

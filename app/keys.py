@@ -51,9 +51,10 @@ def rate(client: str, action: str) -> str:
     return f"rate:{{{client}}}:{action}"
 
 
-def probe(instance_id: str) -> str:
-    """An instance's heartbeat: written with a TTL by its Redis probe."""
-    return f"probe:{instance_id}"
+def probe(instance_id: str, tag: str = "") -> str:
+    """An instance's heartbeat: written with a TTL by its Redis probe. On a cluster, one per
+    primary: `tag` is a hash tag that lands in one of that primary's slots."""
+    return f"probe:{instance_id}:{{{tag}}}" if tag else f"probe:{instance_id}"
 
 
 def avatar(user_id: str) -> str:

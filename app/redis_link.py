@@ -9,6 +9,9 @@ meaning of each Redis error are decided here once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import itertools
 import logging
 import math
 import ssl
@@ -17,11 +20,14 @@ import uuid
 from asyncio import Future
 from collections.abc import Awaitable, Sequence
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from app import keys, scripts
 from app.breaker import CircuitBreaker, State
@@ -41,12 +47,22 @@ T = TypeVar("T")
 UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)  # LOADING included
 REFUSING = (redis_errors.OutOfMemoryError, redis_errors.ReadOnlyError)
 REFUSING_PREFIXES = ("MISCONF", "BUSY", "MASTERDOWN")
+# A Redis Cluster in the middle of a change (a failover, a slot moving, its layout not known
+# yet); the cluster client has retried already.
+CLUSTER_CHANGING = (
+    redis_errors.ClusterDownError,  # MASTERDOWN included
+    redis_errors.TryAgainError,
+    redis_errors.AskError,  # MOVED included
+    redis_errors.RedisClusterException,  # a slot no node serves now
+)
 
 
 def unavailable_reason(exc: Exception) -> str | None:
     """Why Redis cannot serve now, or None if `exc` is not such an error."""
     if isinstance(exc, redis_errors.BusyLoadingError):
         return "loading its data"
+    if isinstance(exc, CLUSTER_CHANGING):
+        return "a cluster slot is moving or failing over"
     if isinstance(exc, UNREACHABLE):
         return "unreachable"
     if isinstance(exc, redis_errors.OutOfMemoryError):
@@ -63,7 +79,7 @@ class RedisMisconfigured(Exception):
     is the one line an operator needs. Not an outage to ride out: start-up stops."""
 
 
-def misconfiguration(exc: redis_errors.RedisError, address: str) -> str | None:
+def misconfiguration(exc: Exception, address: str) -> str | None:
     """What the operator must fix when `exc` says Redis refuses our configuration, else None."""
     if isinstance(exc, redis_errors.AuthenticationError):
         return f"Redis authentication failed for {address}: {exc} (check REDIS_URL)"
@@ -101,7 +117,10 @@ def tls_options(settings: Settings) -> dict[str, str | None]:
     }
 
 
-def connect(settings: Settings) -> Redis:
+Client = Redis | RedisCluster
+
+
+def connect(settings: Settings) -> Client:
     """A client whose every call is bounded: short timeouts, one retry, a pool that waits briefly.
 
     A blocking pool, because redis-py's default pool raises a ConnectionError the moment it is
@@ -109,19 +128,31 @@ def connect(settings: Settings) -> Redis:
     pool wait + (1 + retries) x timeout; the TLS handshake is part of the connect timeout.
     No CLIENT SETINFO on connect (`driver_info=None`): the least-privilege ACL user
     (deploy/redis/) is not allowed it, and Redis 7.0 does not know it.
+
+    With REDIS_CLUSTER=true, a RedisCluster that learns the nodes from the one REDIS_URL names,
+    routes each key to the node serving its slot and follows MOVED/ASK. Its nodes' pools do not
+    wait (a full one fails at once): they are sized REDIS_MAX_CONNECTIONS per node, and the
+    auto-pipeline needs one connection per node and batch.
     """
     timeout = settings.redis_timeout_seconds
+    bounds: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), retries=1),
+        "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError],
+        "health_check_interval": 0,
+        "driver_info": None,
+        **tls_options(settings),
+    }
+    if settings.redis_cluster:
+        return RedisCluster.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, **bounds
+        )
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=timeout,  # the longest wait for a free connection
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), retries=1),
-        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
-        health_check_interval=0,
-        driver_info=None,
-        **tls_options(settings),
+        **bounds,
     )
     return Redis(connection_pool=pool)
 
@@ -137,7 +168,7 @@ class AutoPipeline:
     largest part of an answer's CPU (docs/performance.md).
     """
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self._pending: list[tuple[tuple[Arg, ...], Future[Any]]] = []
         self._in_flight: set[asyncio.Task[None]] = set()  # strong references until sent
@@ -157,19 +188,7 @@ class AutoPipeline:
         task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, batch: list[tuple[tuple[Arg, ...], Future[Any]]]) -> None:
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for args, _ in batch:
-                    pipe.execute_command(*args)
-                replies = await pipe.execute(raise_on_error=False)
-        except redis_errors.RedisError as exc:
-            replies = [exc] * len(batch)
-        except Exception as exc:
-            # The batch as a whole failed below redis-py's own errors (a socket error it let
-            # through while a connection died): to each call, that is a lost connection.
-            log.warning("Redis batch failed: %r", exc)
-            failed = redis_errors.ConnectionError(f"the batch failed: {exc!r}")
-            replies = [failed] * len(batch)
+        replies = await self._replies([args for args, _ in batch])
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():  # its request was cancelled meanwhile
                 continue
@@ -177,6 +196,98 @@ class AutoPipeline:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _replies(self, calls: list[tuple[Arg, ...]]) -> list[Any]:
+        """Each call's reply or error, the batch sent as one pipeline."""
+        assert isinstance(self.client, Redis)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for args in calls:
+                    pipe.execute_command(*args)
+                return await pipe.execute(raise_on_error=False)
+        except redis_errors.RedisError as exc:
+            return [exc] * len(calls)
+        except Exception as exc:
+            return [batch_failed(exc)] * len(calls)
+
+
+class ClusterAutoPipeline(AutoPipeline):
+    """The auto-pipeline on a Redis Cluster: the batch is grouped by the node serving each
+    call's key and sent as one pipeline per node, in parallel. A call that comes back
+    redirected (MOVED, ASK: a slot moved, a failover), refused for the moment (TRYAGAIN,
+    CLUSTERDOWN) or lost with its connection is sent again on its own through the cluster client,
+    which follows the redirect or refreshes the cluster's layout first. Every call here is safe
+    to send twice (the scripts are idempotent by design, README "Redis key layout")."""
+
+    async def _replies(self, calls: list[tuple[Arg, ...]]) -> list[Any]:
+        assert isinstance(self.client, RedisCluster)
+        replies: list[Any] = [RESEND] * len(calls)
+        by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+        for position, args in enumerate(calls):
+            try:
+                node = self.client.get_node_from_key(str(key_of(args)))
+            except redis_errors.RedisClusterException:
+                continue  # its slot is not covered now: the cluster client will find out
+            if node is not None:
+                by_node.setdefault(node.name, (node, []))[1].append(
+                    PipelineCommand(position, *args)
+                )
+        await asyncio.gather(
+            *(self._on_node(node, cmds, replies) for node, cmds in by_node.values())
+        )
+        again = [i for i, reply in enumerate(replies) if reply is RESEND or resend(reply)]
+        for position, reply in zip(
+            again, await asyncio.gather(*(self._alone(calls[i]) for i in again)), strict=True
+        ):
+            replies[position] = reply
+        return replies
+
+    @staticmethod
+    async def _on_node(
+        node: ClusterNode, commands: list[PipelineCommand], replies: list[Any]
+    ) -> None:
+        try:
+            await node.execute_pipeline(commands)
+        except Exception:  # the node's connection failed: each call is sent again alone
+            return
+        for command in commands:
+            replies[command.position] = command.result
+
+    async def _alone(self, args: tuple[Arg, ...]) -> Any:
+        assert isinstance(self.client, RedisCluster)
+        try:
+            return await self.client.execute_command(*args)
+        except redis_errors.RedisError as exc:
+            return exc
+        except Exception as exc:
+            return batch_failed(exc)
+
+
+RESEND = object()  # a call not answered yet in a cluster batch
+
+
+def resend(reply: Any) -> bool:
+    """Whether a cluster batch's reply says to send the call again on its own."""
+    return isinstance(
+        reply,
+        redis_errors.AskError  # MovedError included
+        | redis_errors.TryAgainError
+        | redis_errors.ClusterDownError
+        | redis_errors.ConnectionError
+        | redis_errors.TimeoutError,
+    )
+
+
+def key_of(args: tuple[Arg, ...]) -> Arg:
+    """The key a call is routed by: EVALSHA's first key, else the command's first argument."""
+    return args[3] if args[0] == "EVALSHA" else args[1]
+
+
+def batch_failed(exc: Exception) -> redis_errors.ConnectionError:
+    """A batch that failed below redis-py's own errors (a socket error it let through while a
+    connection died): to each call, that is a lost connection."""
+    log.warning("Redis batch failed: %r", exc)
+    return redis_errors.ConnectionError(f"the batch failed: {exc!r}")
 
 
 class RedisLink:
@@ -187,7 +298,7 @@ class RedisLink:
     opening it; any reply, domain answers included, counts as Redis being fine.
     """
 
-    def __init__(self, client: Redis, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, client: Client, settings: Settings, metrics: Metrics) -> None:
         self.client = client
         self.storage: Storage | None = None  # known once Redis has answered
         self.breaker = CircuitBreaker(settings.breaker_failures, self._breaker_changed)
@@ -196,8 +307,13 @@ class RedisLink:
         self.instance_id = uuid.uuid4().hex[:12]
         self._connected = False
         self._metrics = metrics
-        self._pipeline = AutoPipeline(client)
+        self._pipeline = (
+            ClusterAutoPipeline(client)
+            if isinstance(client, RedisCluster)
+            else AutoPipeline(client)
+        )
         self._scripts = scripts.load_all()
+        self._where = address(settings.redis_url)
         self._tried = False  # connect() was called: start-up is over
         self._reported: str | None = None  # the misconfiguration logged last
 
@@ -239,7 +355,7 @@ class RedisLink:
         started = time.perf_counter()
         try:
             result = await call
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             reason = unavailable_reason(exc)
             if reason is None:
                 raise
@@ -267,15 +383,17 @@ class RedisLink:
         if self.storage is None:
             at_start_up, self._tried = not self._tried, True
             try:
+                if isinstance(self.client, RedisCluster):
+                    await self.client.initialize()  # the nodes and who serves which slot
                 self.storage = await detect_storage(self.client)
-            except redis_errors.RedisError as exc:
+            except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
                 return self._not_connected(exc, at_start_up)
             self._succeeded()
             log.info("session storage: %s", self.kind)
         return True
 
-    def _not_connected(self, exc: redis_errors.RedisError, at_start_up: bool) -> Literal[False]:
-        problem = misconfiguration(exc, self._address())
+    def _not_connected(self, exc: Exception, at_start_up: bool) -> Literal[False]:
+        problem = misconfiguration(exc, self._where)
         if problem is None:
             if unavailable_reason(exc) is None:
                 raise exc
@@ -286,10 +404,6 @@ class RedisLink:
         self._reported = problem
         self._failed()
         return False
-
-    def _address(self) -> str:
-        where = self.client.connection_pool.connection_kwargs
-        return str(where.get("path") or f"{where.get('host')}:{where.get('port')}")
 
     async def probe(self, ttl_ms: int) -> bool:
         """Whether Redis takes writes now; closes the breaker when it does, counts a failure
@@ -304,18 +418,30 @@ class RedisLink:
         """
         started = time.perf_counter()
         try:
-            await self.client.set(keys.probe(self.instance_id), "1", px=ttl_ms)
+            await self._probe_writes(ttl_ms)
         except redis_errors.OutOfMemoryError:
             pass  # full, not down (StorageFull): reads and games in progress still work
-        except redis_errors.RedisError as exc:
+        except (redis_errors.RedisError, redis_errors.RedisClusterException) as exc:
             if unavailable_reason(exc) is None:
                 raise
             self._failed()
+            if isinstance(self.client, RedisCluster):  # a primary may have failed over
+                with contextlib.suppress(redis_errors.RedisError):
+                    await self.client.nodes_manager.initialize()
             return False
         self.last_latency_seconds = time.perf_counter() - started
         self._succeeded()
         self.breaker.close()
         return True
+
+    async def _probe_writes(self, ttl_ms: int) -> None:
+        """The probe's write: on a cluster, one on every primary (a key in one of its slots)."""
+        if not isinstance(self.client, RedisCluster):
+            await self.client.set(keys.probe(self.instance_id), "1", px=ttl_ms)
+            return
+        for node in self.client.get_primaries():
+            key = keys.probe(self.instance_id, slot_tag(first_slot(self.client, node)))
+            await node.execute_command("SET", key, "1", "PX", ttl_ms)
 
     def _succeeded(self) -> None:
         self.breaker.record_success()
@@ -338,12 +464,12 @@ class RedisLink:
         of session keys among `samples` random keys. One round trip of O(1) commands, the same
         at a million sessions as at ten; its error is about DBSIZE x sqrt(p(1-p)/samples)
         (under 2 % when nearly every key is a session)."""
-        size, *picked = await asyncio.gather(
-            self.command("count_keys", "DBSIZE"),
-            *(self.command("sample_key", "RANDOMKEY") for _ in range(samples)),
-        )
-        sessions = sum(1 for key in picked if key is not None and key.startswith(b"session:"))
-        return round(int(size) * sessions / samples) if picked else 0
+        if not isinstance(self.client, RedisCluster):
+            return await self._guarded("count_sessions", _estimate(self.client, samples))
+        self._require_usable()
+        primaries = self.client.get_primaries()  # on a cluster: each primary's own keys
+        counts = [_estimate(node, samples) for node in primaries]
+        return sum(await self._guarded("count_sessions", asyncio.gather(*counts)))
 
     def _breaker_changed(self, state: State) -> None:
         self._metrics.breaker_open.set(1 if state == "open" else 0)
@@ -359,13 +485,46 @@ class RedisLink:
         await self.client.aclose()
 
 
-async def detect_storage(client: Redis) -> Storage:
-    """ "json" if the server has the JSON module, else "string" (JSON strings, same scripts)."""
+async def _estimate(node: Redis | ClusterNode, samples: int) -> int:
+    """DBSIZE x the share of session keys among random keys, on one server, in one round trip
+    (the keyless commands go to the node given, not through the auto-pipeline)."""
+    size, *picked = await asyncio.gather(
+        node.execute_command("DBSIZE"), *(node.execute_command("RANDOMKEY") for _ in range(samples))
+    )
+    sessions = sum(1 for key in picked if key is not None and key.startswith(b"session:"))
+    return round(int(size) * sessions / samples)
+
+
+def address(url: str) -> str:
+    """host:port (or the socket path) of a Redis URL, without its credentials."""
+    parts = urlsplit(url)
+    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+
+
+def first_slot(cluster: RedisCluster, node: ClusterNode) -> int:
+    """A slot the node serves as primary."""
+    for slot, nodes in cluster.nodes_manager.slots_cache.items():
+        if nodes and nodes[0].name == node.name:
+            return slot
+    raise redis_errors.RedisClusterException(f"{node.name} serves no slot")
+
+
+@functools.cache
+def slot_tag(slot: int) -> str:
+    """A short hash tag whose keys hash to `slot` (found by counting: about 16,384 tries)."""
+    return next(str(n) for n in itertools.count() if key_slot(str(n).encode()) == slot)
+
+
+async def detect_storage(client: Client) -> Storage:
+    """ "json" if the server has the JSON module, else "string" (JSON strings, same scripts).
+    A server without it answers "unknown command"; a cluster client, which routes commands by
+    what the nodes say they know, refuses it before sending ("doesn't exist")."""
     probe = ("JSON.TYPE", keys.storage_probe())
     try:
-        await client.execute_command(*probe)  # type: ignore[no-untyped-call]
-    except redis_errors.ResponseError as exc:
-        if "unknown command" in str(exc).lower():
+        await client.execute_command(*probe)  # type: ignore[no-untyped-call,unused-ignore]
+    except redis_errors.RedisError as exc:
+        text = str(exc).lower()
+        if "unknown command" in text or "doesn't exist in redis commands" in text:
             return "string"
         raise
     return "json"

@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_ca_file: str = ""
     redis_cert_file: str = ""
     redis_key_file: str = ""
+    redis_cluster: bool = False
     use_memory_sessions: bool = False
     session_ttl_seconds: Seconds = 3600
     questions_per_game: Annotated[int, Meta(ge=1, le=20)] = 10
@@ -64,7 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_window_seconds: Count = 60
     creates_per_client: Limit = 120
     signups_per_client: Limit = 10
-    password_hash_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+    password_hash_concurrency: Annotated[int, Meta(ge=1, le=64)] = 1
     password_hash_queue: Annotated[int, Meta(ge=0, le=10_000)] = 32
     metrics_token: str = ""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

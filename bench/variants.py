@@ -46,7 +46,9 @@ def _json(body: Any, status: int = 200) -> Response:
 def _redis() -> Redis:
     """The service's own client configuration (bounded timeouts, blocking pool): a bounded
     call is part of the unavoidable work of a route that must never hang on Redis."""
-    return connect(Settings(redis_url=os.environ["REDIS_URL"]))
+    client = connect(Settings(redis_url=os.environ["REDIS_URL"]))
+    assert isinstance(client, Redis)
+    return client
 
 
 def _lifespan(state: dict[str, Any]) -> Any:

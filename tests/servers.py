@@ -137,6 +137,113 @@ class LocalRedis:
         self.process = None
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port < 55000:
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+
+
+@dataclass
+class LocalCluster:
+    """A Redis Cluster of our own: `masters` primaries with `replicas` replicas each, every node
+    a cluster-enabled redis-server with the JSON module (or without, `json_module=False`), on
+    free ports; a node that stops answering is failed over after `node_timeout_ms`."""
+
+    masters: int = 3
+    replicas: int = 0
+    json_module: bool = True
+    node_timeout_ms: int = 1000
+    nodes: list[LocalRedis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Any node: the client learns the others from it."""
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for _ in range(self.masters * (1 + self.replicas)):
+            node = LocalRedis(json_module=self.json_module, port=cluster_port())
+            node.start(
+                True,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(node.directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                "--appendfsync",
+                "everysec",
+                "--logfile",
+                str(node.directory / "redis.log"),
+            )
+            self.nodes.append(node)
+        subprocess.run(
+            [
+                shutil.which("redis-cli") or "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node says the cluster is ok, and every replica has its data
+        (a replica that never synced cannot take over when its primary fails)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = [node for node in self.nodes if node.process is not None]
+            states = [self._state(node) for node in running]
+            if all(state == "ok" for state in states) and all(map(self._synced, running)):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster not ok: {states}")
+            time.sleep(0.1)
+
+    def primaries(self) -> list[LocalRedis]:
+        return [n for n in self.nodes if n.process is not None and self._role(n) == "master"]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+            shutil.rmtree(node.directory, ignore_errors=True)
+
+    @staticmethod
+    def _state(node: LocalRedis) -> str:
+        with redis.Redis(port=node.port, socket_timeout=1) as client:
+            try:
+                info = client.execute_command("CLUSTER", "INFO")
+            except redis.RedisError:
+                return "unreachable"
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "ok" if "cluster_state:ok" in text else "fail"
+
+    @staticmethod
+    def _synced(node: LocalRedis) -> bool:
+        with redis.Redis(port=node.port, socket_timeout=1) as client:
+            info = client.info("replication")
+        return bool(info["role"] == "master" or info.get("master_link_status") == "up")
+
+    @staticmethod
+    def _role(node: LocalRedis) -> str:
+        with redis.Redis(port=node.port, socket_timeout=1) as client:
+            role: str = client.info("replication")["role"]
+            return role
+
+
 @contextmanager
 def redis_for_tests() -> Iterator[str]:
     """Yield the URL of a Redis with the JSON module from the configured provider."""

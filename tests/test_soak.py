@@ -151,7 +151,10 @@ class Soak:
             token = await self.sign_up(http) if signed_in else None
             while not stop.is_set():
                 if not await self.play(http, token, burst):
-                    token = await self.sign_up(http)  # the account went with Redis: a new one
+                    # The account went with Redis: a new one, within a few seconds, as players
+                    # come back one by one rather than in the same instant.
+                    await asyncio.sleep(random.uniform(0, 3))
+                    token = await self.sign_up(http)
 
     async def sign_up(self, http: httpx.AsyncClient) -> str:
         email = f"soak.{uuid.uuid4().hex[:10]}@example.org"

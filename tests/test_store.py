@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from redis.asyncio import Redis
 
 from app import keys, rules
 from app.errors import QuestionNotInSession, SessionNotFound, WagerNotAllowed, WagerTooHigh
@@ -242,7 +241,7 @@ async def test_restore_writes_back_once_and_merges(store: SessionStore, bank: Qu
 
 async def test_storage_is_detected(redis_url: str, plain_redis_url: str) -> None:
     for url, expected in ((redis_url, "json"), (plain_redis_url, "string")):
-        client: Redis = connect(Settings(redis_url=url, jwt_secret=TEST_SECRET))
+        client = connect(Settings(redis_url=url, jwt_secret=TEST_SECRET))
         assert await detect_storage(client) == expected
         await client.aclose()
 

@@ -9,7 +9,8 @@ metrics, written out at each call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,9 +29,89 @@ _encode = msgspec.json.Encoder().encode
 _decode_user = msgspec.json.Decoder(StoredUser).decode
 
 
+# How long an instance trusts what it read of a login (alive) and of its player's timer
+# multiplier, when no invalidation says otherwise. Invalidations (logout, reuse detection, a
+# settings change) normally arrive within milliseconds; this bounds a lost one.
+ACCESS_CACHE_SECONDS = 5.0
+ACCESS_CACHE_SIZE = 10_000
+
+
+class AccessCache:
+    """What the last revocation checks found: login family -> (player, timer multiplier, until).
+
+    A signed-in request's check costs a Redis round trip (EXISTS refresh:{family} and the
+    player's multiplier, pipelined): about a third of a signed-in answer's CPU. So an instance
+    keeps what it found for ACCESS_CACHE_SECONDS, but only while it is subscribed to the
+    instances' invalidations: a logout, a reused refresh token (the family revoked) or a
+    settings change is published on `keys.INVALIDATIONS` and drops the entry everywhere. While
+    the subscription is down nothing is cached or trusted. So a revoked token works on another
+    instance until the message arrives (milliseconds), at most ACCESS_CACHE_SECONDS if the
+    message is lost without the subscription noticing (a silent network partition).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: dict[str, tuple[str, float, float]] = {}
+        self._clock = clock
+        self.generation = 0  # moves on with every invalidation: a read begun before is stale
+        self.listening = False
+
+    def get(self, family: str, user_id: str) -> float | None:
+        entry = self._entries.get(family)
+        if not self.listening or entry is None:
+            return None
+        owner, multiplier, until = entry
+        return multiplier if owner == user_id and until > self._clock() else None
+
+    def put(self, family: str, user_id: str, multiplier: float, generation: int) -> None:
+        if not self.listening or generation != self.generation:
+            return  # an invalidation may have come while this was being read
+        if len(self._entries) >= ACCESS_CACHE_SIZE:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[family] = (user_id, multiplier, self._clock() + ACCESS_CACHE_SECONDS)
+
+    def forget(self, message: bytes) -> None:
+        """An invalidation: `family:<id>` (the login ended) or `user:<id>` (settings changed)."""
+        self.generation += 1
+        kind, _, name = message.decode().partition(":")
+        if kind == "family":
+            self._entries.pop(name, None)
+        else:
+            for family in [f for f, (owner, _, _) in self._entries.items() if owner == name]:
+                del self._entries[family]
+
+    def subscribed(self) -> None:
+        self.listening = True
+
+    def lost(self) -> None:
+        self.listening = False
+        self.generation += 1
+        self._entries.clear()
+
+
 class AccountStore:
     def __init__(self, link: RedisLink | None) -> None:
         self._link = link  # None: this instance runs without Redis (USE_MEMORY_SESSIONS=true)
+        self._access = AccessCache()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen for the other instances' invalidations of what is cached."""
+        if self._link is not None:
+            self._listener = asyncio.create_task(
+                self._link.listen(
+                    keys.INVALIDATIONS,
+                    self._access.forget,
+                    self._access.subscribed,
+                    self._access.lost,
+                ),
+                name="account-invalidations",
+            )
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            while not self._listener.done():  # see FallbackStore.close
+                self._listener.cancel()
+                await asyncio.wait({self._listener}, timeout=0.5)
 
     # --- users -----------------------------------------------------------------------------------
 
@@ -61,6 +142,7 @@ class AccountStore:
 
     async def set_timer_multiplier(self, user_id: str, multiplier: float) -> StoredUser | None:
         reply = await self._script("update_settings", [keys.user(user_id)], multiplier)
+        await self._invalidate(f"user:{user_id}")
         if Updated(reply[0]) == Updated.NO_PLAYER:
             return None
         return _decode_user(reply[1])
@@ -96,18 +178,24 @@ class AccountStore:
     # --- tokens ----------------------------------------------------------------------------------
 
     async def access_state(self, family: str, user_id: str) -> tuple[bool, float]:
-        """(revoked?, timer multiplier) of an access token's holder, in one round trip: the two
-        reads are issued together and share a pipeline. A token is revoked when its family has
-        ended (logout, reuse detection) or its player no longer exists."""
+        """(revoked?, timer multiplier) of an access token's holder: from the AccessCache, or in
+        one round trip (the two reads are issued together and share a pipeline). A token is
+        revoked when its family has ended (logout, reuse detection) or its player no longer
+        exists."""
+        cached = self._access.get(family, user_id)
+        if cached is not None:
+            return False, cached
+        generation = self._access.generation
         live, raw = await asyncio.gather(
             self._command("check_family", "EXISTS", keys.refresh(family)),
             self._command("read_multiplier", *self._read_user(user_id, ".timerMultiplier")),
         )
         if raw is None:
             return True, 1.0
-        if self._storage == "json":
-            return not live, float(raw)
-        return not live, _decode_user(raw).timer_multiplier
+        multiplier = float(raw) if self._storage == "json" else _decode_user(raw).timer_multiplier
+        if live:
+            self._access.put(family, user_id, multiplier, generation)
+        return not live, multiplier
 
     async def start_family(self, family: str, token_id: str, ttl_ms: int) -> None:
         await self._command("start_family", "SET", keys.refresh(family), token_id, "PX", ttl_ms)
@@ -120,11 +208,19 @@ class AccountStore:
             "rotate_refresh", [keys.refresh(family)], old_id, new_id, ttl_ms, now_ms, grace_ms
         )
         outcome = Rotated(reply[0])
+        if outcome == Rotated.REUSED:  # the script revoked the family
+            await self._invalidate(f"family:{family}")
         return outcome, reply[1].decode() if outcome == Rotated.GRACE else new_id
 
     async def end_family(self, family: str) -> None:
         """Logout: the refresh token and every access token of this login stop working."""
         await self._command("end_family", "DEL", keys.refresh(family))
+        await self._invalidate(f"family:{family}")
+
+    async def _invalidate(self, message: str) -> None:
+        """Drop what this and every other instance cached of a login or a player."""
+        self._access.forget(message.encode())
+        await self._command("invalidate", "PUBLISH", keys.INVALIDATIONS, message)
 
     # --- limits ----------------------------------------------------------------------------------
 

@@ -60,3 +60,8 @@ def probe(instance_id: str, tag: str = "") -> str:
 def avatar(user_id: str) -> str:
     """A player's picture as served (re-encoded WebP bytes), beside their document's slot."""
     return f"avatar:{{{user_id}}}"
+
+
+# The channel on which instances tell each other that a login ended or a player's settings
+# changed, so what they cached of it is dropped (app/accounts.py AccessCache).
+INVALIDATIONS = "invalidate:accounts"

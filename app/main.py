@@ -122,6 +122,7 @@ def create_app(
             link = RedisLink(connect(settings), settings, metrics)
             store, accounts = FallbackStore(link, settings, metrics), AccountStore(link)
             await start_or_exit(store)
+            await accounts.start()
         log.info("serving %d questions, storage %s", len(bank), store.kind)
         auth = Auth(accounts, settings, clock, sleep)
         try:
@@ -133,6 +134,7 @@ def create_app(
                 "openapi": msgspec.json.encode(openapi.build()),
             }
         finally:
+            await accounts.close()
             await store.close()
             auth.close()
 

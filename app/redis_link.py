@@ -18,7 +18,7 @@ import ssl
 import time
 import uuid
 from asyncio import Future
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -314,6 +314,8 @@ class RedisLink:
         )
         self._scripts = scripts.load_all()
         self._where = address(settings.redis_url)
+        self._probe_seconds = settings.breaker_probe_seconds
+        self._closing = False
         self._tried = False  # connect() was called: start-up is over
         self._reported: str | None = None  # the misconfiguration logged last
 
@@ -471,6 +473,33 @@ class RedisLink:
         counts = [_estimate(node, samples) for node in primaries]
         return sum(await self._guarded("count_sessions", asyncio.gather(*counts)))
 
+    async def listen(
+        self,
+        channel: str,
+        deliver: Callable[[bytes], None],
+        subscribed: Callable[[], None],
+        lost: Callable[[], None],
+    ) -> None:
+        """Deliver each message published on `channel` until cancelled. `subscribed()` is called
+        once the subscription holds, `lost()` whenever it ends: messages published between a
+        `lost()` and the next `subscribed()` are missed. Resubscribes every probe period."""
+        while not self._closing:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                subscribed()
+                while not self._closing:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        deliver(message["data"])
+            except (redis_errors.RedisError, redis_errors.RedisClusterException, OSError):
+                pass  # Redis unreachable: try again next period
+            finally:
+                lost()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(self._probe_seconds)
+
     def _breaker_changed(self, state: State) -> None:
         self._metrics.breaker_open.set(1 if state == "open" else 0)
         self._metrics.breaker_transitions.labels(state).inc()
@@ -482,6 +511,7 @@ class RedisLink:
             log.warning("Redis answers again: circuit closed")
 
     async def close(self) -> None:
+        self._closing = True
         await self.client.aclose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import jwt
@@ -14,6 +14,7 @@ from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from app import keys
+from app.accounts import ACCESS_CACHE_SECONDS, AccessCache
 from app.main import create_app
 from app.questions import QuestionBank
 from app.settings import Settings
@@ -457,3 +458,71 @@ async def test_games_with_chosen_questions_earn_nothing(
     assert done["progression"] is None
     profile = (await api.get("/api/users/profile", headers=bearer(token))).json()
     assert (profile["totalXp"], profile["gamesPlayed"], profile["bestScore"]) == (0, 0, 0)
+
+
+def test_the_access_cache_trusts_only_while_subscribed_and_briefly(backend: str) -> None:
+    now = [0.0]
+    cache = AccessCache(clock=lambda: now[0])
+    cache.put("f1", "u1", 1.5, cache.generation)
+    assert cache.get("f1", "u1") is None  # not subscribed: nothing cached
+    cache.subscribed()
+    cache.put("f1", "u1", 1.5, cache.generation)
+    assert cache.get("f1", "u1") == 1.5
+    assert cache.get("f1", "someone else") is None
+    now[0] += ACCESS_CACHE_SECONDS + 0.01
+    assert cache.get("f1", "u1") is None  # a lost invalidation is trusted this long at most
+    reading = cache.generation
+    cache.forget(b"family:f9")  # an invalidation arrives while a check is being read
+    cache.put("f1", "u1", 1.5, reading)
+    assert cache.get("f1", "u1") is None  # that read may be stale: not kept
+    cache.put("f1", "u1", 1.5, cache.generation)
+    cache.put("f2", "u1", 1.5, cache.generation)
+    cache.forget(b"user:u1")
+    assert (cache.get("f1", "u1"), cache.get("f2", "u1")) == (None, None)
+    cache.put("f1", "u1", 2.0, cache.generation)
+    cache.lost()  # the subscription ended: everything goes, nothing is trusted
+    assert cache.get("f1", "u1") is None
+
+
+async def test_a_logout_and_a_settings_change_reach_another_instance(
+    settings: Settings, api: httpx.AsyncClient, clock: Clock
+) -> None:
+    """Instance b keeps what it read of a login for a few seconds; the logout on instance a is
+    published, and b refuses the token as soon as the message arrives."""
+    async with LifespanManager(create_app(settings, clock=clock)) as other:
+        transport = httpx.ASGITransport(app=other.app, client=client_address())
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as b:
+            email = new_email()
+            await signup(api, email)
+            token = await login(api, email)
+            await wait_until_listening(b)
+            assert (await b.get("/api/users/profile", headers=bearer(token))).status_code == 200
+            game = (await b.post("/api/game/session", headers=bearer(token))).json()
+            changed = await api.patch(
+                "/api/users/profile/settings", json={"timerMultiplier": 2.0}, headers=bearer(token)
+            )
+            assert changed.status_code == 200
+            await within_a_second(lambda: final_limit_is(b, token, game, 50 * 2.0))
+            assert (await api.post("/auth/logout", headers=bearer(token))).status_code == 200
+            await within_a_second(lambda: refused(b, token))
+
+
+async def wait_until_listening(client: httpx.AsyncClient) -> None:
+    """The other app subscribes in the background just after start-up."""
+    await asyncio.sleep(0.3)
+
+
+async def refused(client: httpx.AsyncClient, token: str) -> bool:
+    return (await client.get("/api/users/profile", headers=bearer(token))).status_code == 401
+
+
+async def final_limit_is(client: httpx.AsyncClient, token: str, game: Json, limit: float) -> bool:
+    state = await client.get(f"/api/game/session/{game['sessionId']}", headers=bearer(token))
+    return bool(state.json()["finalQuestionSeconds"] == limit)
+
+
+async def within_a_second(condition: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + 1
+    while not await condition():
+        assert time.monotonic() < deadline, "not seen by the other instance within 1 s"
+        await asyncio.sleep(0.02)

@@ -17,8 +17,18 @@ from app import keys
 from tests.servers import ROOT
 
 DEPLOY = ROOT / "deploy" / "redis"
-# Sent by app/redis_link.py: start-up storage detection, the probe, scripts and their loading.
-LINK_COMMANDS = {"JSON.TYPE", "PING", "EVALSHA", "SCRIPT|LOAD"}
+# Sent by app/redis_link.py: start-up storage detection, the probe, scripts and their loading,
+# the session-count estimate, the invalidations' subscription.
+LINK_COMMANDS = {
+    "JSON.TYPE",
+    "SET",
+    "EVALSHA",
+    "SCRIPT|LOAD",
+    "DBSIZE",
+    "RANDOMKEY",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+}
 
 
 def service_rules(name: str) -> tuple[set[str], list[str]]:
@@ -30,7 +40,10 @@ def service_rules(name: str) -> tuple[set[str], list[str]]:
     )
     rules = line.split()
     assert {"-@all", "resetkeys", "resetchannels"} <= set(rules)  # starts from nothing
-    assert not any(r.startswith(("+@", "allkeys", "~*", "%", "&")) for r in rules)
+    assert not any(r.startswith(("+@", "allkeys", "~*", "%", "&*")) for r in rules)
+    channels = [r[1:] for r in rules if r.startswith("&")]
+    assert channels == ["invalidate:*"]  # the one channel, app/keys.py INVALIDATIONS
+    assert fnmatch.fnmatchcase(keys.INVALIDATIONS, channels[0])
     commands = {r[1:].upper() for r in rules if r.startswith("+")}
     return commands, [r[1:] for r in rules if r.startswith("~")]
 

@@ -18,7 +18,13 @@ from app.redis_link import RedisLink, connect
 from app.redis_store import RedisStore
 from app.settings import Settings
 from app.store import MemoryStore, SessionStore
-from tests.servers import TEST_METRICS_TOKEN, TEST_SECRET, LocalRedis, redis_for_tests
+from tests.servers import (
+    TEST_METRICS_TOKEN,
+    TEST_SECRET,
+    ApiProcess,
+    LocalRedis,
+    redis_for_tests,
+)
 
 # Every behavioural test runs on each: RedisJSON documents, JSON strings on a Redis without
 # modules, and the memory store.
@@ -115,3 +121,18 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app, client=client_address())
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+@pytest.fixture
+def start_api() -> Iterator[type[ApiProcess]]:
+    """ApiProcess, each one started killed again after the test."""
+    started: list[ApiProcess] = []
+
+    class Tracked(ApiProcess):
+        def start(self, timeout: float = 30.0) -> None:
+            started.append(self)
+            super().start(timeout)
+
+    yield Tracked
+    for process in started:
+        process.kill()

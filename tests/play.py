@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -50,3 +52,14 @@ async def results(client: httpx.AsyncClient, session_id: str) -> Json:
     assert response.status_code == 200, response.text
     body: Json = response.json()
     return body
+
+
+async def health_until(client: httpx.AsyncClient, field: str, value: object) -> Json:
+    """Poll /health until `field` has `value` (at most 20 s), and return it."""
+    deadline = time.monotonic() + 20
+    while True:
+        health: Json = (await client.get("/health")).json()
+        if health[field] == value:
+            return health
+        assert time.monotonic() < deadline, health
+        await asyncio.sleep(0.05)

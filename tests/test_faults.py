@@ -23,7 +23,7 @@ import redis
 
 from app.questions import QuestionBank
 from tests.conftest import METRICS
-from tests.play import Json, answer, answer_body, new_game, results
+from tests.play import Json, answer, answer_body, health_until, new_game, results
 from tests.servers import ApiProcess, LocalRedis, free_port
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
@@ -41,31 +41,6 @@ def redis_server() -> Iterator[LocalRedis]:
         server.signal(signal.SIGCONT)
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
-
-
-@pytest.fixture
-def start_api() -> Iterator[type[ApiProcess]]:
-    started: list[ApiProcess] = []
-
-    class Tracked(ApiProcess):
-        def start(self, timeout: float = 30.0) -> None:
-            started.append(self)
-            super().start(timeout)
-
-    yield Tracked
-    for process in started:
-        process.kill()
-
-
-async def wait_for(client: httpx.AsyncClient, predicate_key: str, value: object) -> Json:
-    """Poll /health until a field has the value (bounded)."""
-    deadline = time.monotonic() + 15
-    while True:
-        health: Json = (await client.get("/health")).json()
-        if health[predicate_key] == value:
-            return health
-        assert time.monotonic() < deadline, health
-        await asyncio.sleep(0.1)
 
 
 def metric(text: str, name: str) -> float:
@@ -123,7 +98,7 @@ async def test_paused_redis_every_request_within_budget_nothing_lost(
         await asyncio.sleep(2)
         stop.set()
         await asyncio.gather(*tasks)
-        await wait_for(client, "fallbackSessions", 0)
+        await health_until(client, "fallbackSessions", 0)
 
         latencies = [t for p in players for t in p.latencies]
         statuses = {s for p in players for s in p.statuses}
@@ -170,7 +145,7 @@ async def test_killed_redis_fallback_and_write_back(
         assert refused.status_code == 503
         assert refused.headers["retry-after"]
         assert "unavailable" in refused.json()["error"]
-        health = await wait_for(a, "breaker", "open")
+        health = await health_until(a, "breaker", "open")
         assert (health["status"], health["redis"], health["fallbackMode"]) == (
             "degraded",
             "disconnected",
@@ -193,13 +168,13 @@ async def test_killed_redis_fallback_and_write_back(
         assert (await results(a, during["sessionId"]))["degraded"] is True
         elsewhere = await b.get(f"/api/game/results/{during['sessionId']}")
         assert elsewhere.status_code == 503  # not 404: b cannot know while Redis is down
-        assert (await wait_for(a, "fallbackSessions", 2))["status"] == "degraded"
+        assert (await health_until(a, "fallbackSessions", 2))["status"] == "degraded"
 
         if restart == "empty":
             shutil.rmtree(redis_server.directory)
             redis_server.directory.mkdir()
         redis_server.start(appendonly=True)
-        health = await wait_for(a, "fallbackSessions", 0)
+        health = await health_until(a, "fallbackSessions", 0)
         assert (health["status"], health["breaker"], health["redis"]) == (
             "ok",
             "closed",
@@ -208,7 +183,7 @@ async def test_killed_redis_fallback_and_write_back(
         assert metric((await a.get("/metrics", headers=METRICS)).text, "redis_breaker_open") == 0
 
         # The fallback game continues on the other instance, answers neither lost nor doubled.
-        await wait_for(b, "breaker", "closed")
+        await health_until(b, "breaker", "closed")
         moved = await results(b, during["sessionId"])
         assert moved["degraded"] is False
         assert [x["totalPoints"] for x in moved["answers"]] == [
@@ -248,7 +223,7 @@ async def test_starts_without_redis_and_writes_back_when_it_arrives(
             assert game["degraded"] is True
             first = await answer(client, answer_body(game, 0, bank))
             server.start()
-            health = await wait_for(client, "fallbackSessions", 0)
+            health = await health_until(client, "fallbackSessions", 0)
             assert health["storage"] == "redis-json"
             stored = await results(client, game["sessionId"])
             assert stored["degraded"] is False
@@ -273,13 +248,13 @@ async def test_a_fallback_game_is_never_a_404_on_another_instance_after_recovery
         httpx.AsyncClient(base_url=b.url, timeout=10) as on_b,
     ):
         redis_server.stop()
-        await wait_for(on_a, "breaker", "open")
-        await wait_for(on_b, "breaker", "open")
+        await health_until(on_a, "breaker", "open")
+        await health_until(on_b, "breaker", "open")
         game = await new_game(on_a)
         assert game["degraded"] is True
         first = await answer(on_a, answer_body(game, 0, bank, remaining=24.9))
         redis_server.start(appendonly=True)
-        await wait_for(on_b, "breaker", "closed")
+        await health_until(on_b, "breaker", "closed")
         seen: list[int] = []
         deadline = time.monotonic() + 20
         while not seen or seen[-1] != 200:
@@ -362,7 +337,7 @@ async def test_a_write_pause_opens_the_breaker_once(
         stop.set()
         await asyncio.gather(*tasks)
         pauser.close()
-        await wait_for(client, "fallbackSessions", 0)
+        await health_until(client, "fallbackSessions", 0)
         metrics = (await client.get("/metrics", headers=METRICS)).text
     assert metric(metrics, 'redis_breaker_transitions_total{to="open"}') == 1
     assert metric(metrics, 'redis_breaker_transitions_total{to="closed"}') == 1

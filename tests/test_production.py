@@ -8,7 +8,6 @@ filled in, or a TLS-only port with test certificates) and real uvicorn processes
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -34,7 +33,7 @@ from app.questions import QuestionBank
 from app.redis_link import RedisLink, connect
 from app.settings import Settings
 from tests.conftest import METRICS
-from tests.play import Json, answer, answer_body, new_game, results
+from tests.play import Json, answer, answer_body, health_until, new_game, results
 from tests.servers import (
     ROOT,
     SERVICE,
@@ -99,31 +98,6 @@ def deployed(request: pytest.FixtureRequest) -> Iterator[Deployed]:
     shutil.rmtree(setup.server.directory, ignore_errors=True)
 
 
-@pytest.fixture
-def start_api() -> Iterator[type[ApiProcess]]:
-    started: list[ApiProcess] = []
-
-    class Tracked(ApiProcess):
-        def start(self, timeout: float = 30.0) -> None:
-            started.append(self)
-            super().start(timeout)
-
-    yield Tracked
-    for process in started:
-        process.kill()
-
-
-async def wait_for(client: httpx.AsyncClient, field: str, value: object) -> Json:
-    """Poll /health until `field` has `value` (at most 15 s)."""
-    deadline = time.monotonic() + 15
-    while True:
-        health: Json = (await client.get("/health")).json()
-        if health[field] == value:
-            return health
-        assert time.monotonic() < deadline, health
-        await asyncio.sleep(0.1)
-
-
 def plain_client(port: int) -> redis.Redis:
     """No user, no TLS, no retries (redis-py's default retries a refusal for seconds)."""
     return redis.Redis(port=port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
@@ -182,12 +156,12 @@ async def write_back(client: httpx.AsyncClient, server: LocalRedis, bank: Questi
     server.stop()
     refused = await client.get(f"/api/game/results/{before['sessionId']}")
     assert refused.status_code == 503  # and the failure starts the probe
-    await wait_for(client, "breaker", "open")
+    await health_until(client, "breaker", "open")
     game = await new_game(client)
     assert game["degraded"] is True
     first = await answer(client, answer_body(game, 0, bank))
     server.start(appendonly=True)
-    await wait_for(client, "fallbackSessions", 0)
+    await health_until(client, "fallbackSessions", 0)
     stored = await results(client, game["sessionId"])
     assert stored["degraded"] is False
     assert stored["answers"][0]["totalPoints"] == first["totalPoints"]

@@ -27,7 +27,7 @@ from app.main import create_app
 from app.questions import QuestionBank
 from app.settings import Settings
 from tests.conftest import METRICS, PlayedClock, client_address
-from tests.play import Json, answer_body
+from tests.play import answer_body, health_until
 from tests.servers import TEST_METRICS_TOKEN, TEST_SECRET, LocalRedis, free_port
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
@@ -177,16 +177,6 @@ async def api(server: LocalRedis) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app, client=client_address())
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
-
-
-async def health_until(api: httpx.AsyncClient, key: str, value: object) -> Json:
-    deadline = time.monotonic() + 20
-    while True:
-        health: Json = (await api.get("/health")).json()
-        if health[key] == value:
-            return health
-        assert time.monotonic() < deadline, health
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("name", list(STATES))

@@ -302,9 +302,15 @@ def tls_server(certificates: Certificates, request: pytest.FixtureRequest) -> It
 
 
 def tls_env(server: LocalRedis) -> dict[str, str]:
+    """The settings for a TLS Redis. A TLS handshake on a loaded two-core machine can take
+    longer than the default 0.25 s connect timeout, which sends games to memory: these tests
+    are about TLS, so they allow 2 s."""
     names = {"ssl_ca_certs": "CA", "ssl_certfile": "CERT", "ssl_keyfile": "KEY"}
     assert server.tls is not None
-    return {f"REDIS_{names[k]}_FILE": v for k, v in server.tls.items()} | {"REDIS_URL": server.url}
+    return {f"REDIS_{names[k]}_FILE": v for k, v in server.tls.items()} | {
+        "REDIS_URL": server.url,
+        "REDIS_TIMEOUT_SECONDS": "2",
+    }
 
 
 @pytest.mark.parametrize(

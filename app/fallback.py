@@ -35,6 +35,10 @@ log = logging.getLogger("app.storage")
 # is "not yet written back" (503), not "never existed" (404).
 WRITE_BACK_SECONDS = 15
 SESSION_COUNT_SECONDS = 15
+# At shutdown, the one last write-back of this instance's fallback sessions may take this long:
+# with uvicorn's --timeout-graceful-shutdown (5 s) and the pipeline's drain (1 s), an instance
+# exits within Docker's stop timeout (10 s), before a SIGKILL could cut the write-back short.
+CLOSE_WRITE_BACK_SECONDS = 3.0
 
 
 class FallbackStore:
@@ -57,11 +61,38 @@ class FallbackStore:
         self._task = asyncio.create_task(self._maintain(), name="redis-probe")
 
     async def close(self) -> None:
+        """Shutdown, once no request is in flight: stop the probe, write the fallback sessions
+        back if Redis takes writes (one attempt, at most CLOSE_WRITE_BACK_SECONDS), then let the
+        calls in flight finish and close the pool. Sessions not written back are lost with this
+        process: the log says how many."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._last_write_back()
         await self.link.close()
+
+    async def _last_write_back(self) -> None:
+        waiting = len(self.memory)
+        if not waiting:
+            return
+        try:
+            await asyncio.wait_for(self._probe_and_write_back(), CLOSE_WRITE_BACK_SECONDS)
+        except (TimeoutError, StorageUnavailable):
+            pass  # counted below
+        except Exception:
+            log.exception("write-back at shutdown failed")
+        left = len(self.memory)
+        if left:
+            log.error(
+                "shutdown: %d of %d fallback sessions written back; %d could not be (Redis "
+                "unusable) and are lost with this process",
+                waiting - left,
+                waiting,
+                left,
+            )
+        else:
+            log.warning("shutdown: all %d fallback sessions written back to Redis", waiting)
 
     # --- the SessionStore interface -------------------------------------------------------------
 

@@ -35,9 +35,11 @@ log = logging.getLogger("app.storage")
 # is "not yet written back" (503), not "never existed" (404).
 WRITE_BACK_SECONDS = 15
 SESSION_COUNT_SECONDS = 15
-# At shutdown, the one last write-back of this instance's fallback sessions may take this long:
-# with uvicorn's --timeout-graceful-shutdown (5 s) and the pipeline's drain (1 s), an instance
-# exits within Docker's stop timeout (10 s), before a SIGKILL could cut the write-back short.
+# At shutdown, the one last write-back of this instance's fallback sessions may take this long
+# (10,000 sessions, FALLBACK_MAX_SESSIONS, took 2.3 s here). With the drain before it (1.5 s,
+# app/shutdown.py), uvicorn's --timeout-graceful-shutdown (4 s) and the last Redis replies
+# (1 s), an instance exits within 9.5 s of SIGTERM: inside Docker's 10 s stop timeout, so no
+# SIGKILL cuts the write-back short.
 CLOSE_WRITE_BACK_SECONDS = 3.0
 
 

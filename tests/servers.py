@@ -198,7 +198,7 @@ SERVICE = "app.main:create_app"
 
 def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
     """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
-    work, the app's own request log instead of uvicorn's, at most 5 s for the requests in
+    work, the app's own request log instead of uvicorn's, at most 4 s for the requests in
     flight on SIGTERM: README "Rolling restarts")."""
     return [
         sys.executable,
@@ -212,7 +212,7 @@ def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
         str(port),
         "--no-access-log",
         "--timeout-graceful-shutdown",
-        "5",
+        "4",
         *extra,
     ]
 

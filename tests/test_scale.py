@@ -468,3 +468,32 @@ async def test_sigterm_writes_back_the_games_held_in_memory(
     assert integrity["games"] == 4
     assert integrity["answers"] == 4 * 5
     assert integrity["missing"] == integrity["changed"] == integrity["doubled"] == 0
+
+
+# The shutdown's bound: the drain, uvicorn's --timeout-graceful-shutdown (tests/servers.py),
+# the write-back, the last Redis replies (README "Rolling restarts"): under Docker's 10 s.
+SHUTDOWN_BOUND = DRAIN_SECONDS + 4 + CLOSE_WRITE_BACK_SECONDS + 1
+
+
+async def test_a_request_stuck_in_flight_does_not_hold_the_shutdown_up(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A client that sent half a body holds its request open: uvicorn gives it its graceful
+    timeout, then cancels it, and the instance exits within the stated bound."""
+    instance = ApiProcess({"REDIS_URL": redis_url}, log=tmp_path / "api.log")
+    instance.start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+        writer.write(
+            b"POST /api/game/answer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"sessionId":'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        took = await asyncio.to_thread(instance.terminate)
+        writer.close()
+    finally:
+        instance.kill()
+    print(f"\nSIGTERM with a request stuck in flight: exited after {took:.2f} s")
+    assert "timeout graceful shutdown exceeded" in (tmp_path / "api.log").read_text()
+    assert DRAIN_SECONDS + 4 <= took < SHUTDOWN_BOUND < 10

@@ -284,7 +284,9 @@ class HAProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
-        env = {f"API_{i}": backend for i, backend in enumerate(self.backends, 1)}
+        # The caller's environment (CI's run mark included) without the file's own variables.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "HAPROXY_"))}
+        env |= {f"API_{i}": backend for i, backend in enumerate(self.backends, 1)}
         env |= {
             "HAPROXY_BIND": f"127.0.0.1:{self.port}",
             "HAPROXY_STATS_BIND": f"127.0.0.1:{self.stats_port}",
@@ -293,7 +295,7 @@ class HAProxy:
             self.process = subprocess.Popen(
                 [shutil.which("haproxy") or "haproxy", "-db", "-f", "deploy/haproxy.cfg"],
                 cwd=ROOT,
-                env={"PATH": os.environ.get("PATH", ""), **env},
+                env=env,
                 stdout=out,
                 stderr=out,
             )

@@ -39,6 +39,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+    return int(kb) / 1024
+
+
 def script_usec(client: redis.Redis) -> tuple[int, int]:
     """(calls, microseconds) of EVALSHA so far, by Redis's own count."""
     stats = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
@@ -91,6 +97,7 @@ class Run:
     window: tuple[Sample, Sample]  # inside the load phase: no start-up, no read-back
     bad: int  # errors + answers missing, changed or doubled, as `bench run` reports them
     session_bytes: float | None
+    rss_mb: float  # the largest instance's resident memory after the run
 
     def rate(self, field: str) -> float:
         first, last = self.window
@@ -120,7 +127,8 @@ def measure(server: LocalRedis, apis: list[ApiProcess], players: int, seconds: f
     bad = sum(1 for line in text.splitlines() if line.startswith("errors by status: {"))
     bad += sum(int(n) for n in re.findall(r"'(?:missing|changed|doubled)': (\d+)", text))
     size = re.search(r"^memory per finished session: (\d+) B", text, re.MULTILINE)
-    return Run(len(apis), (first, last), bad, float(size.group(1)) if size else None)
+    rss = max(rss_mb(api.process.pid) for api in apis if api.process)
+    return Run(len(apis), (first, last), bad, float(size.group(1)) if size else None, rss)
 
 
 def row(runs: list[Run]) -> str:
@@ -135,7 +143,8 @@ def row(runs: list[Run]) -> str:
     return (
         f"| {runs[0].instances} | {requests:.0f} | {answers:.0f} | {instance_ms:.3f} |"
         f" {1000 / instance_ms:.0f} | {redis_us:.1f} | {1e6 / redis_us:.0f} | {script_us:.1f} |"
-        f" {med(sizes) if sizes else 0:.0f} | {sum(r.bad for r in runs)} |"
+        f" {med(sizes) if sizes else 0:.0f} | {max(r.rss_mb for r in runs):.0f} |"
+        f" {sum(r.bad for r in runs)} |"
     )
 
 
@@ -168,9 +177,10 @@ def main() -> int:
     print(
         "| instances | requests/s | answers/s | instance CPU ms per request |"
         " requests/s per instance core | Redis CPU µs per request | requests/s per Redis core"
-        " | EVALSHA µs (commandstats) | B per finished session | errors + lost |"
+        " | EVALSHA µs (commandstats) | B per finished session | instance RSS, MB |"
+        " errors + lost |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.instances:
         print(row(results[n]))
     return 1 if any(r.bad for runs in results.values() for r in runs) else 0

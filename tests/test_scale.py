@@ -28,12 +28,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser, expect
 
 from app.fallback import CLOSE_WRITE_BACK_SECONDS
 from app.questions import QuestionBank
 from app.shutdown import DRAIN_SECONDS
 from tests.play import Ledger, Player, read_back
 from tests.servers import ApiProcess, HAProxy, LocalRedis
+from tests.test_browser import DESKTOP, browser, go_on, open_player, play_to_the_wager
+from tests.test_browser import answer as answer_on_the_page
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(180)]
 
@@ -45,6 +48,7 @@ PLAYERS = 12  # a third of them send a game's answers at once
 OUT_OF_ROTATION_BUDGET = 3.0
 INTO_ROTATION_BUDGET = 4.0
 TRANSPORT_ERRORS = {"ConnectError", "ReadError", "RemoteProtocolError", "WriteError"}
+__all__ = ["browser"]  # the browser tests' fixture, for the page through HAProxy
 
 
 @dataclass
@@ -497,3 +501,34 @@ async def test_a_request_stuck_in_flight_does_not_hold_the_shutdown_up(
     print(f"\nSIGTERM with a request stuck in flight: exited after {took:.2f} s")
     assert "timeout graceful shutdown exceeded" in (tmp_path / "api.log").read_text()
     assert DRAIN_SECONDS + 4 <= took < SHUTDOWN_BOUND < 10
+
+
+@pytest.mark.browser
+async def test_the_page_plays_a_game_made_while_redis_is_down_through_haproxy(
+    fleet: Fleet, browser: Browser, bank: QuestionBank
+) -> None:
+    """The web page in chromium, through HAProxy with Redis down: its game calls carry the
+    affinity cookie, so every one reaches the instance holding the game, the first time."""
+    await in_rotation(fleet)
+    fleet.redis.stop()
+    await every_instance(fleet, "breaker", "open")
+    player = await open_player(browser, fleet.balancer.url, DESKTOP)
+    page = player.page
+    seen: list[int] = []
+    page.on("response", lambda r: seen.append(r.status) if "/api/game/" in r.url else None)
+    try:
+        await page.clock.install()
+        await page.goto("/")
+        await page.locator("#play").click()
+        await expect(page.locator("#notice-degraded")).to_contain_text("kept on one server")
+        await play_to_the_wager(page, bank)
+        await page.locator("#wager-lock").click()
+        await answer_on_the_page(page, bank, correct=True)
+        await go_on(page)
+        await expect(page.locator("#screen-results")).to_be_visible()
+    finally:
+        await player.context.close()
+        print(f"\nthe page, Redis down, through HAProxy: game calls answered {seen}")
+    assert seen.count(201) == 1
+    assert set(seen) == {200, 201}  # no 503: never on an instance without the game
+    assert player.problems == []

@@ -37,6 +37,7 @@ from app.models import (
     SignupRequest,
     SignupResponse,
 )
+from app.shutdown import Draining
 
 T = TypeVar("T")
 MAX_BODY_BYTES = 64 * 1024
@@ -274,9 +275,16 @@ async def avatar_image(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Always 200 while the process serves: a 503 during a Redis outage would make a load
-    balancer drop every instance at once. Reads state only; never waits on Redis."""
-    return json_response(game_of(request).health())
+    """200 while the process serves, degraded or not: a 503 during a Redis outage would make a
+    load balancer drop every instance at once. 503 once the instance is stopping (SIGTERM), so
+    the balancer takes it out of rotation first (app/shutdown.py). Reads state only; never
+    waits on Redis."""
+    body = game_of(request).health()
+    draining: Draining = request.state.draining
+    if draining.active:
+        body.status = "stopping"
+        return json_response(body, 503)
+    return json_response(body)
 
 
 async def openapi_document(request: Request) -> Response:

@@ -35,6 +35,12 @@ log = logging.getLogger("app.storage")
 # is "not yet written back" (503), not "never existed" (404).
 WRITE_BACK_SECONDS = 15
 SESSION_COUNT_SECONDS = 15
+# At shutdown, the one last write-back of this instance's fallback sessions may take this long
+# (10,000 sessions, FALLBACK_MAX_SESSIONS, took 2.3 s here). With the drain before it (1.5 s,
+# app/shutdown.py), uvicorn's --timeout-graceful-shutdown (4 s) and the last Redis replies
+# (1 s), an instance exits within 9.5 s of SIGTERM: inside Docker's 10 s stop timeout, so no
+# SIGKILL cuts the write-back short.
+CLOSE_WRITE_BACK_SECONDS = 3.0
 
 
 class FallbackStore:
@@ -58,15 +64,41 @@ class FallbackStore:
         self._task = asyncio.create_task(self._maintain(), name="redis-probe")
 
     async def close(self) -> None:
-        """Stop the probe, then close the link. The probe stops on a flag as well as on
-        cancellation: a cancellation that lands inside redis-py's cluster client can come out
-        as a connection error, which the loop rides out like any other."""
+        """Shutdown, once no request is in flight: stop the probe, write the fallback sessions
+        back if Redis takes writes (one attempt, at most CLOSE_WRITE_BACK_SECONDS), then let the
+        calls in flight finish and close the pool. Sessions not written back are lost with this
+        process: the log says how many. The probe stops on a flag as well as on cancellation: a
+        cancellation that lands inside redis-py's cluster client can come out as a connection
+        error, which the loop rides out like any other."""
         self._stopping = True
         if self._task is not None:
             while not self._task.done():
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=0.5)
+        await self._last_write_back()
         await self.link.close()
+
+    async def _last_write_back(self) -> None:
+        waiting = len(self.memory)
+        if not waiting:
+            return
+        try:
+            await asyncio.wait_for(self._probe_and_write_back(), CLOSE_WRITE_BACK_SECONDS)
+        except (TimeoutError, StorageUnavailable):
+            pass  # counted below
+        except Exception:
+            log.exception("write-back at shutdown failed")
+        left = len(self.memory)
+        if left:
+            log.error(
+                "shutdown: %d of %d fallback sessions written back; %d could not be (Redis "
+                "unusable) and are lost with this process",
+                waiting - left,
+                waiting,
+                left,
+            )
+        else:
+            log.warning("shutdown: all %d fallback sessions written back to Redis", waiting)
 
     # --- the SessionStore interface -------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from app.models import ErrorBody, FieldError, ValidationErrorBody
 from app.questions import QuestionBank
 from app.redis_link import RedisLink, RedisMisconfigured, connect
 from app.settings import Settings, SettingsError
+from app.shutdown import Draining, drain_on_sigterm
 from app.store import MemoryStore
 
 log = logging.getLogger("app")
@@ -47,6 +48,7 @@ class State(TypedDict):
     avatars: Avatars
     metrics: Metrics
     openapi: bytes
+    draining: Draining
 
 
 ROUTES = [
@@ -125,6 +127,8 @@ def create_app(
             await accounts.start()
         log.info("serving %d questions, storage %s", len(bank), store.kind)
         auth = Auth(accounts, settings, clock, sleep)
+        draining = Draining()
+        undo_drain = drain_on_sigterm(draining)
         try:
             yield {
                 "game": Game(bank, store, auth, accounts, settings, metrics, game_clock or clock),
@@ -132,9 +136,11 @@ def create_app(
                 "avatars": Avatars(accounts, settings),
                 "metrics": metrics,
                 "openapi": msgspec.json.encode(openapi.build()),
+                "draining": draining,
             }
         finally:
             await accounts.close()
+            undo_drain()
             await store.close()
             auth.close()
 

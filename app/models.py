@@ -210,7 +210,7 @@ class StoreStatus(Struct, rename="camel"):
 
 
 class Health(StoreStatus):
-    status: Literal["ok", "degraded"] = "ok"
+    status: Literal["ok", "degraded", "stopping"] = "ok"  # stopping: answered with a 503
     uptime_seconds: float = 0
     version: str = ""
 

@@ -116,7 +116,7 @@ OPERATIONS: list[Operation] = [
     (
         "get",
         "/health",
-        "Liveness and storage state; always 200 while serving",
+        "Liveness and storage state; 200 while serving, degraded or not; 503 once stopping",
         None,
         (200, Health),
         (),
@@ -206,6 +206,7 @@ def build() -> dict[str, Any]:
         paths.setdefault(path, {})[method] = operation
     paths["/api/users/profile/avatar"]["post"]["requestBody"] = AVATAR_UPLOAD
     paths["/uploads/avatars/{file}"]["get"]["responses"]["200"] = AVATAR_IMAGE
+    paths["/health"]["get"]["responses"]["503"] = _response("Stopping (SIGTERM)", Health)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Civic Trivia Championship game service", "version": __version__},

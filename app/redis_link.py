@@ -181,6 +181,16 @@ class AutoPipeline:
         self._pending.append((args, future))
         return future
 
+    async def drain(self) -> None:
+        """Until every call made so far has its reply: the batch waiting for its flush and the
+        batches in flight. At shutdown, before the pool closes under them; each batch is
+        bounded by the client's timeouts, so this is too."""
+        while self._pending or self._in_flight:
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight))
+            else:
+                await asyncio.sleep(0)  # the flush is scheduled: let it run
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         task = asyncio.ensure_future(self._send(batch))
@@ -510,8 +520,14 @@ class RedisLink:
         else:
             log.warning("Redis answers again: circuit closed")
 
-    async def close(self) -> None:
+    async def close(self, drain_seconds: float = 1.0) -> None:
+        """Let the calls in flight get their replies (at most `drain_seconds`: a batch waits
+        at most pool wait + 2 x timeout, 0.75 s with the defaults), then close the pool."""
         self._closing = True
+        try:
+            await asyncio.wait_for(self._pipeline.drain(), drain_seconds)
+        except TimeoutError:
+            log.warning("Redis calls still in flight after %.1f s: closing anyway", drain_seconds)
         await self.client.aclose()
 
 

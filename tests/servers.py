@@ -9,6 +9,7 @@ The Redis provider is chosen here and only here, so every test runs on every pro
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -304,7 +305,8 @@ SERVICE = "app.main:create_app"
 
 def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
     """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
-    work, the app's own request log instead of uvicorn's)."""
+    work, the app's own request log instead of uvicorn's, at most 4 s for the requests in
+    flight on SIGTERM: README "Rolling restarts")."""
     return [
         sys.executable,
         "-m",
@@ -316,6 +318,8 @@ def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "4",
         *extra,
     ]
 
@@ -358,4 +362,73 @@ class ApiProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self.process = None
+
+    def terminate(self, timeout: float = 30.0) -> float:
+        """SIGTERM, as an orchestrator stops it; wait for the exit and return how long it took."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout)
+        self.process = None
+        return time.monotonic() - started
+
+
+@dataclass
+class HAProxy:
+    """A real HAProxy running the repository's deploy/haproxy.cfg in front of up to three
+    instances (its host set-up: API_1..API_3), with its statistics page on a port of its own
+    for the tests to read which instances are in rotation."""
+
+    backends: list[str]  # host:port of each instance: api1, api2, api3 in the statistics
+    port: int = field(default_factory=free_port)
+    stats_port: int = field(default_factory=free_port)
+    log: Path | None = None  # where its log lines go (stdout), else nowhere
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        # The caller's environment (CI's run mark included) without the file's own variables.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("API_", "HAPROXY_"))}
+        env |= {f"API_{i}": backend for i, backend in enumerate(self.backends, 1)}
+        env |= {
+            "HAPROXY_BIND": f"127.0.0.1:{self.port}",
+            "HAPROXY_STATS_BIND": f"127.0.0.1:{self.stats_port}",
+        }
+        with open(self.log or os.devnull, "ab") as out:
+            self.process = subprocess.Popen(
+                [shutil.which("haproxy") or "haproxy", "-db", "-f", "deploy/haproxy.cfg"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.servers()
+                return
+            except httpx.TransportError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def servers(self) -> dict[str, dict[str, str]]:
+        """The statistics of each instance (api1, ...): `status` (UP, DOWN, "UP 1/2" while
+        changing, ...), `econ` (connections that failed), `wretr` (retries), `stot` (requests)."""
+        text = httpx.get(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=2).text
+        rows = csv.DictReader(text.lstrip("# ").splitlines())
+        return {row["svname"]: row for row in rows if row["svname"].startswith("api")}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # a hard stop: connections are closed at once
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         self.process = None

@@ -29,7 +29,7 @@ import pytest
 from app.questions import QuestionBank
 from bench.load import Stats, check_integrity
 from tests.play import Json, answer, answer_body, new_game, results
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, SERVICE_ENV, free_port
 
 pytestmark = [pytest.mark.compose, pytest.mark.processes, pytest.mark.timeout(900)]
 
@@ -114,6 +114,9 @@ async def stack(request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
         "JWT_SECRET": secrets.token_hex(32),
         "PUBLISHED_PORT": str(port),
         "API_REPLICAS": str(REPLICAS),
+        # Every player here comes from one address (HAProxy's X-Forwarded-For is the host's
+        # bridge address): no per-client limit on new games, as for the tests' own processes.
+        "CREATES_PER_CLIENT": SERVICE_ENV["CREATES_PER_CLIENT"],
     }
     stack = Stack(f"ctctest{secrets.token_hex(4)}", f"http://127.0.0.1:{port}", env)
     try:

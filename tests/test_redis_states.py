@@ -135,7 +135,11 @@ async def leave_loading(state: State) -> None:
 async def loaded(client: redis.asyncio.Redis) -> bool:
     try:
         return bool(await client.ping())
-    except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+    except (
+        redis.exceptions.BusyLoadingError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,  # still loading, on a busy machine
+    ):
         return False
 
 

@@ -20,10 +20,17 @@ export class ApiError extends Error {
   }
 }
 
-// The refresh cookie goes only to /auth/ routes. Game and profile calls carry the Bearer token
-// or nothing: a game call with the cookie but no token is refused (401), and while accounts are
-// unavailable (no token can be had after a reload) that would stop a player from playing even
-// without an account.
+// Calls carry the browser's cookies, among them the balancer's affinity cookie: a game made
+// while Redis is down lives in one instance's memory, and only that cookie brings the next call
+// back to it (without it, every other instance answers 503). Except the game and profile calls
+// of a browser signed in earlier that has no access token now: its refresh cookie without a
+// token is refused (401), and while accounts are unavailable (no token can be had after a
+// reload) that would stop a player from playing even without an account.
+function credentialsFor(path) {
+  const stranded = accessToken === null && localStorage.getItem(SIGNED_IN_HINT) !== null;
+  return path.startsWith("/auth/") || !stranded ? "same-origin" : "omit";
+}
+
 async function send(method, path, { json, form, bearer = true } = {}) {
   const headers = {};
   if (bearer && accessToken) headers.Authorization = `Bearer ${accessToken}`;
@@ -34,8 +41,7 @@ async function send(method, path, { json, form, bearer = true } = {}) {
   } else if (form !== undefined) {
     body = form; // the browser sets the multipart content type and boundary
   }
-  const credentials = path.startsWith("/auth/") ? "same-origin" : "omit";
-  const response = await fetch(path, { method, headers, body, credentials });
+  const response = await fetch(path, { method, headers, body, credentials: credentialsFor(path) });
   const isJson = (response.headers.get("content-type") || "").startsWith("application/json");
   const data = isJson ? await response.json() : null;
   if (!response.ok) {

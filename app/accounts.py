@@ -19,7 +19,7 @@ from app import keys
 from app.errors import EmailTaken, StorageUnavailable
 from app.models import Progression, StoredUser
 from app.redis_link import Arg, RedisLink
-from app.scripts import Award, Claimed, Created, Rotated, Updated
+from app.scripts import Award, Claimed, Rotated, Updated
 
 T = TypeVar("T")
 # A ledger entry is forgotten this long after its game's last results call: the game's session
@@ -125,12 +125,18 @@ class AccountStore:
         leaves a document no email points to: nobody can log in to it, it holds no progress, and
         a new sign-up with that email creates a new player.
         """
-        reply = await self._script("create_document", [keys.user(user.id)], _encode(user), 0)
-        if Created(reply) != Created.CREATED:
-            raise AssertionError(f"user id {user.id} was taken")
-        if not await self._command("claim_email", "SET", keys.email(user.email), user.id, "NX"):
-            await self._command("drop_user", "DEL", keys.user(user.id))
-            raise EmailTaken()
+        # A step may be sent twice (redis-py retries a batch whose reply timed out, and Redis
+        # may have applied it): the fresh id exists only if this sign-up wrote it, and an email
+        # claimed by this same id was claimed by this sign-up.
+        await self._script("create_document", [keys.user(user.id)], _encode(user), 0)
+        email = keys.email(user.email)
+        if await self._command("claim_email", "SET", email, user.id, "NX"):
+            return
+        holder = await self._command("find_email", "GET", email)
+        if holder is not None and holder.decode() == user.id:
+            return
+        await self._command("drop_user", "DEL", keys.user(user.id))
+        raise EmailTaken()
 
     async def user_by_email(self, email: str) -> StoredUser | None:
         user_id = await self._command("find_email", "GET", keys.email(email))

@@ -6,17 +6,23 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import httpx
 import jwt
+import msgspec
 import pytest
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from app import keys
-from app.accounts import ACCESS_CACHE_SECONDS, AccessCache
+from app.accounts import ACCESS_CACHE_SECONDS, AccessCache, AccountStore
+from app.errors import EmailTaken
 from app.main import create_app
+from app.metrics import Metrics
+from app.models import StoredUser
 from app.questions import QuestionBank
+from app.redis_link import RedisLink, connect
 from app.settings import Settings
 from tests.conftest import PlayedClock, client_address, make_settings
 from tests.play import Json, answer, answer_body, new_game, results
@@ -526,3 +532,31 @@ async def within_a_second(condition: Callable[[], Awaitable[bool]]) -> None:
     while not await condition():
         assert time.monotonic() < deadline, "not seen by the other instance within 1 s"
         await asyncio.sleep(0.02)
+
+
+async def test_a_sign_up_step_sent_twice_is_one_sign_up(settings: Settings) -> None:
+    """redis-py sends a batch again when its reply timed out, though Redis may have applied it:
+    a sign-up whose steps all arrive twice is still one player, with the email pointing at it;
+    another player's sign-up for that email is still refused and leaves nothing behind."""
+    link = RedisLink(connect(settings), settings, Metrics())
+    assert await link.connect()
+    accounts = AccountStore(link)
+    email = new_email().strip().lower()
+    user = StoredUser(
+        id=str(uuid.uuid4()),
+        email=email,
+        name="Ada",
+        password_hash="x",
+        created_at=datetime.now(UTC),
+    )
+    try:
+        await accounts.create_user(user)
+        await accounts.create_user(user)  # every step again, as after a lost reply
+        assert (await accounts.user_by_email(email)) == user
+        rival = msgspec.structs.replace(user, id=str(uuid.uuid4()), name="Eve")
+        with pytest.raises(EmailTaken):
+            await accounts.create_user(rival)
+        assert await accounts.user(rival.id) is None
+        assert (await accounts.user_by_email(email)) == user
+    finally:
+        await link.close()

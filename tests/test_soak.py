@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import shutil
 import signal
@@ -32,6 +33,7 @@ import httpx
 import pytest
 import redis.asyncio
 
+from app import keys
 from app.questions import QuestionBank
 from tests.play import Json, answer_body
 from tests.servers import ApiProcess, LocalRedis
@@ -273,24 +275,26 @@ async def squeeze_memory(server: LocalRedis) -> None:
 
 
 async def check(soak: Soak) -> None:
-    """Read every game back from the instance that did not create it, then judge."""
+    """Read every game back from the instance that did not create it, then judge. Where the
+    player's login went with an empty restart (401), the game's own document is read from
+    Redis instead: its answers must still be there."""
     lost: Counter[str] = Counter()
     explained = with_instance = 0
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10) as http, redis_client(soak.redis) as client:
         for game in [g for g in soak.games if g.acknowledged]:  # nothing acknowledged: no loss
             other = soak.instances[1 - game.created_on].url
             reply = await read(http, other + f"/api/game/results/{game.session_id}", game.token)
-            missing = missing_answers(game, reply)
+            stored = await stored_points(reply, game, client)
+            missing = missing_answers(game, stored)
             if not missing:
                 continue
-            if reply.status_code in (404, 401) and gone_with_redis(game, soak):
-                explained += missing  # the game, or its player's login, went with Redis's data
+            if stored is None and gone_with_redis(game, soak):
+                explained += missing  # the game went with Redis's data
             elif died_with_instance(game, soak):
                 with_instance += 1
             else:
                 lost[phase_of(soak, max(game.created, game.last_ack))] += missing
-                soak.errors.append(f"game {game.session_id}: {missing} answers lost or changed")
-    async with redis_client(soak.redis) as client:
+                soak.errors.append(describe_loss(game, reply, stored, missing, soak))
         without_ttl = [k async for k in client.scan_iter("session:*") if await client.pttl(k) < 0]
     print_table(soak, lost, explained)
     print(f"{with_instance} games were in the killed instance's memory when it was killed")
@@ -303,18 +307,34 @@ async def check(soak: Soak) -> None:
     assert sum(g.degraded for g in soak.games) > 0  # the outages did send games to memory
 
 
-def missing_answers(game: Game, reply: httpx.Response) -> int:
-    """Acknowledged answers of `game` missing or changed in its results (all, if it is gone);
-    an answer stored twice is an error of its own."""
-    if reply.status_code in (404, 401):
+async def stored_points(
+    reply: httpx.Response, game: Game, client: redis.asyncio.Redis
+) -> dict[str, int] | None:
+    """Points per answered question as stored; None if the game is gone. A 401 means the
+    player's account went with Redis's data, while the game may not have (one made in memory
+    by a player whose login was still valid then): the document in Redis is the record."""
+    if reply.status_code == 200:
+        answers = reply.json()["answers"]
+        stored = {a["questionId"]: a["totalPoints"] for a in answers}
+        assert len(stored) == len(answers), f"game {game.session_id}: an answer stored twice"
+        return stored
+    assert reply.status_code in (401, 404), reply.text
+    if reply.status_code == 404:
+        return None
+    key = keys.session(game.session_id)
+    document = await client.execute_command("JSON.GET", key)  # type: ignore[no-untyped-call]
+    if document is None:
+        return None
+    rows = json.loads(document)["a"]  # StoredAnswer arrays: [0] question id, [6] total points
+    assert len({r[0] for r in rows}) == len(rows), f"game {game.session_id}: an answer stored twice"
+    return {r[0]: r[6] for r in rows}
+
+
+def missing_answers(game: Game, stored: dict[str, int] | None) -> int:
+    """Acknowledged answers of `game` missing or changed in what is stored (all, if gone)."""
+    if stored is None:
         return len(game.acknowledged)
-    answers = reply.json()["answers"]
-    stored = {a["questionId"]: a for a in answers}
-    assert len(stored) == len(answers), f"game {game.session_id}: an answer stored twice"
-    return sum(
-        qid not in stored or stored[qid]["totalPoints"] != acked["totalPoints"]
-        for qid, acked in game.acknowledged.items()
-    )
+    return sum(stored.get(qid) != acked["totalPoints"] for qid, acked in game.acknowledged.items())
 
 
 async def read(http: httpx.AsyncClient, url: str, token: str | None) -> httpx.Response:
@@ -329,8 +349,8 @@ async def read(http: httpx.AsyncClient, url: str, token: str | None) -> httpx.Re
 
 def gone_with_redis(game: Game, soak: Soak) -> bool:
     """A game created before Redis restarted empty lived in Redis then (a game made in memory
-    is written back within a second of an outage), as did its player's account: both are
-    gone with Redis's data. A game made in memory during that outage is not."""
+    is written back within a second of an outage): it is gone with Redis's data. A game made
+    in memory during that outage is not."""
     return any(game.created <= restart for restart in soak.empty_restarts)
 
 
@@ -341,6 +361,22 @@ def died_with_instance(game: Game, soak: Soak) -> bool:
         game.degraded
         and game.created_on == 0
         and any(game.created <= at and held > 0 for at, held in soak.kills)
+    )
+
+
+def describe_loss(
+    game: Game, reply: httpx.Response, stored: dict[str, int] | None, missing: int, soak: Soak
+) -> str:
+    """What the judge saw of a lost game, with its times relative to the faults."""
+    start = soak.phases[0].started
+    return (
+        f"game {game.session_id}: {missing} of {len(game.acknowledged)} acknowledged answers "
+        f"lost or changed; read back {reply.status_code}, "
+        f"{'gone' if stored is None else f'{len(stored)} answers stored'}; made on "
+        f"instance {game.created_on} {'in memory' if game.degraded else 'in Redis'} at "
+        f"{game.created - start:.2f} s, last acknowledged at {game.last_ack - start:.2f} s; "
+        f"empty restarts at {[round(t - start, 2) for t in soak.empty_restarts]}, "
+        f"instance kills at {[round(t - start, 2) for t, _ in soak.kills]}"
     )
 
 

@@ -26,6 +26,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process now."""
+    with open(f"/proc/{pid}/status") as status:
+        kb = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+    return int(kb) / 1024
+
+
 def with_descendants(pid: int) -> list[int]:
     """The process and all its children, theirs, and so on (a server's master and workers)."""
     children = []

@@ -25,16 +25,10 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from bench.cost import cpu_seconds
+from bench.cost import cpu_seconds, rss_mb
 from tests.servers import TEST_METRICS_TOKEN, ApiProcess, LocalRedis
 
 METRICS = {"authorization": f"Bearer {TEST_METRICS_TOKEN}"}  # ApiProcess turns /metrics on
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
-    return int(kb) / 1024
 
 
 def script_usec(client: redis.Redis) -> tuple[int, int]:

@@ -337,6 +337,8 @@ class ApiProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where its stderr goes (the service's log), else nowhere
+    server: str | None = None  # see server_command
+    options: tuple[str, ...] = ()  # more of the server's own options
 
     @property
     def url(self) -> str:
@@ -345,7 +347,7 @@ class ApiProcess:
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log or os.devnull, "ab") as stderr:
             self.process = subprocess.Popen(
-                server_command(SERVICE, self.port),
+                server_command(SERVICE, self.port, self.server, 1, *self.options),
                 cwd=ROOT,
                 env={**os.environ, **SERVICE_ENV, **self.env},
                 stdout=subprocess.DEVNULL,

@@ -352,6 +352,7 @@ class ApiProcess:
                 env={**os.environ, **SERVICE_ENV, **self.env},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,  # its own process group: see kill()
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -366,8 +367,10 @@ class ApiProcess:
         raise TimeoutError("the server did not become healthy")
 
     def kill(self) -> None:
+        """SIGKILL every process of the instance, as when its container dies: a Granian
+        master killed alone leaves its worker serving."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
         self.process = None
 

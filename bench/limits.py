@@ -5,15 +5,21 @@ For each set-up it starts the service on a Redis of its own, then on fresh conne
 - sends a request with one header of 8 KiB, 30 KiB (both must be served), 64 KiB and 50 MB
   (both must be refused, 431 wanted): the reply's status line or how the connection ended, how
   many bytes the server took first, and how much the server's memory grew;
-- sends a request's headers one byte a second: when and how the server cut the client off.
+- sends a request's headers one byte a second: when and how the server cut the client off;
+- makes games with one game per client allowed, from 127.0.0.1 (the balancer's address, as
+  deploy/haproxy.cfg sets X-Forwarded-For) for players A, A, B: whether the service counts
+  them against the player's address or against the balancer's.
 """
 
 from __future__ import annotations
 
+import random
 import select
 import shutil
 import socket
 import time
+
+import httpx
 
 from bench.cost import rss_mb, with_descendants
 from tests.servers import ApiProcess, LocalRedis
@@ -79,13 +85,27 @@ def trickle(port: int) -> str:
     return f"headers trickled 1 B/s: {outcome} after {time.monotonic() - started:.1f} s"
 
 
+def forwarded(url: str) -> str:
+    a, b = (f"198.18.{random.randrange(256)}.{n}" for n in (1, 2))  # new to this Redis
+    statuses = [
+        httpx.post(f"{url}/api/game/session", json={}, headers={"X-Forwarded-For": player})
+        for player in (a, a, b)
+    ]
+    seen = [r.status_code for r in statuses]
+    verdict = {"201 429 201": "the player's", "201 429 429": "the balancer's"}
+    key = " ".join(map(str, seen))
+    return f"creates for A, A, B: {key}: counted against {verdict.get(key, '?')} address"
+
+
 def probe(name: str, server: str, options: tuple[str, ...], redis_url: str) -> list[str]:
-    api = ApiProcess({"REDIS_URL": redis_url}, server=server, options=options)
+    env = {"REDIS_URL": redis_url, "CREATES_PER_CLIENT": "1"}
+    api = ApiProcess(env, server=server, options=options)
     api.start()
     assert api.process is not None
     try:
         sizes = [big_header(api.port, size, api.process.pid) for size in HEADER_SIZES]
-        return [name, *(f"  {line}" for line in [*sizes, trickle(api.port)])]
+        checks = [*sizes, trickle(api.port), forwarded(api.url)]
+        return [name, *(f"  {line}" for line in checks)]
     finally:
         api.terminate()
 

@@ -12,8 +12,11 @@ from urllib.parse import urlsplit
 
 
 class Connection:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = None) -> None:
+        """`token`: sent as a Bearer token on every request (a signed-in player)."""
         parts = urlsplit(url)
+        self.token = token
+        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self._reader: asyncio.StreamReader | None = None
@@ -25,7 +28,7 @@ class Connection:
         assert self._reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"{self._auth}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         self._writer.write(head.encode() + body)
         status_line = await self._reader.readline()

@@ -11,6 +11,7 @@ import asyncio
 import random
 import statistics
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import msgspec
 import redis
 
 from bench.client import Connection
+from bench.cost import CORES, Cost, CpuMeter
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
@@ -31,6 +33,7 @@ class Stats:
     # (sessionId, questionId) -> totalPoints the server acknowledged
     acknowledged: dict[tuple[str, str], int] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
+    owners: dict[str, str] = field(default_factory=dict)  # sessionId -> the player's token
 
     @property
     def requests(self) -> int:
@@ -74,6 +77,8 @@ async def play_one_game(conns: list[Connection], stats: Stats, burst: bool) -> N
     if status != 201:
         return
     sid, ids = game["sessionId"], [q["id"] for q in game["questions"]]
+    if conns[0].token:
+        stats.owners[sid] = conns[0].token
 
     async def send(conn: Connection, qid: str, wager: int | None) -> int:
         status, result = await stats.call(
@@ -98,8 +103,10 @@ async def play_one_game(conns: list[Connection], stats: Stats, burst: bool) -> N
         stats.finished.add(sid)
 
 
-async def player(url: str, stats: Stats, deadline: float, games: list[int], burst: bool) -> None:
-    conns = [Connection(url) for _ in range(10 if burst else 1)]
+async def player(
+    url: str, token: str | None, stats: Stats, deadline: float, games: list[int], burst: bool
+) -> None:
+    conns = [Connection(url, token) for _ in range(10 if burst else 1)]
     try:
         while time.perf_counter() < deadline and games[0] > 0:
             games[0] -= 1
@@ -115,8 +122,10 @@ async def check_integrity(url: str, stats: Stats) -> dict[str, int]:
     for (sid, qid), points in stats.acknowledged.items():
         by_game[sid][qid] = points
     missing = changed = doubled = 0
-    conn = Connection(url)
+    conns: dict[str | None, Connection] = {}  # a signed-in player's games are theirs to read
     for sid in by_game:
+        token = stats.owners.get(sid)
+        conn = conns.setdefault(token, Connection(url, token))
         status, raw = await conn.request("GET", f"/api/game/results/{sid}")
         stored = _decode(raw)["answers"] if status == 200 else []
         seen = Counter(a["questionId"] for a in stored)
@@ -127,7 +136,8 @@ async def check_integrity(url: str, stats: Stats) -> dict[str, int]:
                 missing += 1
             elif stored_points[qid] != acknowledged_points:
                 changed += 1
-    await conn.close()
+    for conn in conns.values():
+        await conn.close()
     return {
         "games": len(by_game),
         "answers": len(stats.acknowledged),
@@ -183,10 +193,69 @@ class RedisCost:
         return statistics.mean(usages) if usages else 0.0
 
 
-def report(stats: Stats, elapsed: float, games: int) -> list[str]:
+@dataclass(frozen=True)
+class Workload:
+    """What the players do: complete games for `duration` seconds (or `max_games`), a share of
+    them (`burst`) sending a game's answers at once; signed in or anonymous."""
+
+    players: int
+    duration: float
+    signed_in: bool = False
+    burst: float = 0.2
+    max_games: int = 1_000_000
+
+
+async def sign_in(url: str, players: int) -> list[str]:
+    """Sign up and log in `players` new accounts, once each; their access tokens. Password
+    hashing makes this slow on purpose: it happens before any measured window, a few players
+    at a time (the service refuses hashes beyond a short queue)."""
+    run = uuid.uuid4().hex[:8]
+    few = asyncio.Semaphore(8)
+
+    async def one(i: int) -> str:
+        async with few:
+            return await sign_in_one(url, f"bench-{run}-{i}@example.com", f"Player {i}")
+
+    return list(await asyncio.gather(*(one(i) for i in range(players))))
+
+
+async def sign_in_one(url: str, email: str, name: str) -> str:
+    conn = Connection(url)
+    account = {"email": email, "password": "Bench-pass-1"}
+    for path, body, expected in (
+        ("/auth/signup", {**account, "name": name}, 201),
+        ("/auth/login", account, 200),
+    ):
+        status, raw = await conn.request("POST", path, _encode(body))
+        if status != expected:
+            raise RuntimeError(f"{path}: {status} {raw[:200]!r}")
+    await conn.close()
+    token: str = _decode(raw)["accessToken"]
+    return token
+
+
+async def play(
+    url: str, workload: Workload, tokens: list[str] | None, meter: CpuMeter
+) -> tuple[Stats, Cost]:
+    """Each player plays games (with its token, if given) until the time is up; what the
+    window from the first request to the last reply cost."""
+    stats = Stats()
+    games = [workload.max_games]
+    bursts = round(workload.players * workload.burst)
+    players: list[str | None] = [*tokens] if tokens else [None] * workload.players
+    start = meter.read()
+    deadline = time.perf_counter() + workload.duration
+    await asyncio.gather(
+        *(player(url, token, stats, deadline, games, i < bursts) for i, token in enumerate(players))
+    )
+    return stats, meter.cost(start)
+
+
+def report(stats: Stats, cost: Cost) -> list[str]:
+    elapsed, games, requests = cost.wall, len(stats.finished), stats.requests
     lines = [
         f"games: {games} in {elapsed:.1f} s = {games / elapsed:.1f} games/s",
-        f"requests: {stats.requests} = {stats.requests / elapsed:.0f} req/s",
+        f"requests: {requests} = {requests / elapsed:.0f} req/s",
         "route     count     p50 ms   p95 ms   p99 ms",
     ]
     for route in ("create", "answer", "results"):
@@ -196,38 +265,36 @@ def report(stats: Stats, elapsed: float, games: int) -> list[str]:
             f" {percentile(values, 0.95) * 1000:>8.2f} {percentile(values, 0.99) * 1000:>8.2f}"
         )
     lines.append(f"errors by status: {stats.errors() or 'none'}")
+    server_us, redis_us = cost.per_request_us(requests)
+    if server_us is not None:
+        lines.append(f"server CPU per request: {server_us:.0f} µs")
+    if redis_us is not None:
+        lines.append(f"Redis CPU per request: {redis_us:.1f} µs (INFO cpu)")
+    lines.append(
+        f"load generator CPU: {cost.own_share:.0%} of one core,"
+        f" {cost.own_share / CORES:.0%} of the machine's {CORES} cores"
+    )
     return lines
 
 
 async def run_games(
-    url: str,
-    players: int,
-    duration: float,
-    max_games: int,
-    burst_share: float,
-    redis_url: str | None,
+    url: str, workload: Workload, redis_url: str | None, server_pids: list[int]
 ) -> int:
-    """Play games; print throughput, latency, errors, integrity and Redis cost. Returns the
-    number of error responses plus acknowledged answers missing, changed or doubled (0 for
+    """Play games; print throughput, latency, errors, CPU, integrity and Redis cost. Returns
+    the number of error responses plus acknowledged answers missing, changed or doubled (0 for
     this service)."""
-    stats = Stats()
-    cost = RedisCost(redis_url) if redis_url else None
-    games = [max_games]
-    started = time.perf_counter()
-    deadline = started + duration
-    bursts = round(players * burst_share)
-    await asyncio.gather(
-        *(player(url, stats, deadline, games, burst=i < bursts) for i in range(players))
-    )
-    elapsed = time.perf_counter() - started
-    for line in report(stats, elapsed, len(stats.finished)):
+    tokens = await sign_in(url, workload.players) if workload.signed_in else None
+    commands = RedisCost(redis_url) if redis_url else None
+    meter = CpuMeter(server_pids, redis_url)
+    stats, cost = await play(url, workload, tokens, meter)
+    meter.close()
+    for line in report(stats, cost):
         print(line)
-    if cost is not None:
-        per_request, detail = cost.per_request(stats.requests)
+    if commands is not None:
+        per_request, detail = commands.per_request(stats.requests)
         print(f"redis commands per request: {per_request:.2f}  (all commands: {detail})")
-        print(
-            f"memory per finished session: {cost.memory_per_session(sorted(stats.finished)):.0f} B"
-        )
+        memory = commands.memory_per_session(sorted(stats.finished))
+        print(f"memory per finished session: {memory:.0f} B")
     integrity = await check_integrity(url, stats)
     print(f"integrity: {integrity}")
     errors = sum(stats.errors().values())

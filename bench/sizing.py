@@ -14,7 +14,6 @@ time one request costs an instance or Redis depends on it much less.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -26,23 +25,10 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from bench.cost import cpu_seconds, rss_mb
 from tests.servers import TEST_METRICS_TOKEN, ApiProcess, LocalRedis
 
-TICKS = os.sysconf("SC_CLK_TCK")
 METRICS = {"authorization": f"Bearer {TEST_METRICS_TOKEN}"}  # ApiProcess turns /metrics on
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        kb = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
-    return int(kb) / 1024
 
 
 def script_usec(client: redis.Redis) -> tuple[int, int]:

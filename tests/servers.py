@@ -303,35 +303,42 @@ def _container() -> Iterator[str]:
 SERVICE = "app.main:create_app"
 
 
-def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
+ASGI_SERVERS = ("uvicorn", "granian")
+
+
+def server_command(
+    factory: str, port: int, server: str | None = None, workers: int = 1, *extra: str
+) -> list[str]:
     """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
-    work, the app's own request log instead of uvicorn's, at most 4 s for the requests in
-    flight on SIGTERM: README "Rolling restarts")."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "4",
-        *extra,
-    ]
+    work, the app's own request log instead of the server's, at most 4 s for the requests in
+    flight on SIGTERM: README "Rolling restarts"). `server`: uvicorn, as ./serve runs it, or
+    Granian to compare (TEST_ASGI_SERVER picks the default, so the process tests run on
+    either); `extra` arguments go to the server."""
+    server = server or os.environ.get("TEST_ASGI_SERVER", "uvicorn")
+    if server not in ASGI_SERVERS:
+        raise ValueError(f"unknown ASGI server {server!r}: one of {ASGI_SERVERS}")
+    where = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if server == "granian":
+        # HTTP/1 only like uvicorn; Granian's counterparts of uvicorn's bounds: a header-read
+        # timeout, and workers that have not stopped 4 s after SIGTERM are killed.
+        options = ["--interface", "asgi", "--http", "1", "--loop", "uvloop"]
+        options += ["--http1-header-read-timeout", "10000", "--workers-kill-timeout", "4"]
+        return [sys.executable, "-m", "granian", "--factory", factory, *where, *options, *extra]
+    options = ["--no-access-log", "--timeout-graceful-shutdown", "4"]
+    return [sys.executable, "-m", "uvicorn", "--factory", factory, *where, *options, *extra]
 
 
 @dataclass
 class ApiProcess:
-    """A real uvicorn process serving the service on a free port."""
+    """A real server process (uvicorn, or TEST_ASGI_SERVER) serving the service on a free
+    port."""
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where its stderr goes (the service's log), else nowhere
+    server: str | None = None  # see server_command
+    options: tuple[str, ...] = ()  # more of the server's own options
 
     @property
     def url(self) -> str:
@@ -340,11 +347,12 @@ class ApiProcess:
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log or os.devnull, "ab") as stderr:
             self.process = subprocess.Popen(
-                uvicorn_command(SERVICE, self.port),
+                server_command(SERVICE, self.port, self.server, 1, *self.options),
                 cwd=ROOT,
                 env={**os.environ, **SERVICE_ENV, **self.env},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,  # its own process group: see kill()
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -354,13 +362,15 @@ class ApiProcess:
             except httpx.TransportError:
                 pass
             if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}")
+                raise RuntimeError(f"the server exited with {self.process.returncode}")
             time.sleep(0.1)
-        raise TimeoutError("uvicorn did not become healthy")
+        raise TimeoutError("the server did not become healthy")
 
     def kill(self) -> None:
+        """SIGKILL every process of the instance, as when its container dies: a Granian
+        master killed alone leaves its worker serving."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
         self.process = None
 

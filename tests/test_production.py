@@ -41,7 +41,7 @@ from tests.servers import (
     ApiProcess,
     LocalRedis,
     free_port,
-    uvicorn_command,
+    server_command,
 )
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
@@ -372,7 +372,7 @@ def test_redis_refusing_the_configuration_stops_start_up_with_one_line(
     try:
         started = time.monotonic()
         run = subprocess.run(
-            uvicorn_command(SERVICE, free_port()),
+            server_command(SERVICE, free_port()),
             cwd=ROOT,
             env={**clean_environment(), **setup.env},
             capture_output=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError
-from tests.servers import ROOT, SERVICE, TEST_SECRET, free_port, uvicorn_command
+from tests.servers import ROOT, SERVICE, TEST_SECRET, free_port, server_command
 
 NAMES = {name.upper() for name in Settings.__struct_fields__}
 
@@ -77,7 +77,7 @@ def test_redis_tls_files_need_a_rediss_url_and_must_exist(tmp_path: Path) -> Non
 def test_the_service_refuses_to_start_with_one_line() -> None:
     env = {**os.environ, "COOKIE_SECURE": "ture", "REDIS_URL": "redis://127.0.0.1:1/0"}
     started = subprocess.run(
-        uvicorn_command(SERVICE, free_port()),
+        server_command(SERVICE, free_port()),
         cwd=ROOT,
         env=env,
         capture_output=True,

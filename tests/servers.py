@@ -332,6 +332,7 @@ class ApiProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where its stderr goes (the service's log), else nowhere
+    root: Path = ROOT  # the checkout it runs (benchmarks compare with another one)
 
     @property
     def url(self) -> str:
@@ -341,7 +342,7 @@ class ApiProcess:
         with open(self.log or os.devnull, "ab") as stderr:
             self.process = subprocess.Popen(
                 uvicorn_command(SERVICE, self.port),
-                cwd=ROOT,
+                cwd=self.root,
                 env={**os.environ, **SERVICE_ENV, **self.env},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

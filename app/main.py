@@ -7,10 +7,11 @@ build apps with their own settings.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import TypedDict
 
@@ -128,16 +129,18 @@ def create_app(
         log.info("serving %d questions, storage %s", len(bank), store.kind)
         auth = Auth(accounts, settings, clock, sleep)
         draining = Draining()
+        state: State = {
+            "game": Game(bank, store, auth, accounts, settings, metrics, game_clock or clock),
+            "auth": auth,
+            "avatars": Avatars(accounts, settings),
+            "metrics": metrics,
+            "openapi": msgspec.json.encode(openapi.build()),
+            "draining": draining,
+        }
         undo_drain = drain_on_sigterm(draining)
         try:
-            yield {
-                "game": Game(bank, store, auth, accounts, settings, metrics, game_clock or clock),
-                "auth": auth,
-                "avatars": Avatars(accounts, settings),
-                "metrics": metrics,
-                "openapi": msgspec.json.encode(openapi.build()),
-                "draining": draining,
-            }
+            with lean_garbage_collection():
+                yield state
         finally:
             await accounts.close()
             undo_drain()
@@ -156,6 +159,32 @@ def create_app(
         exception_handlers={GameError: game_error, HTTPException: http_error},
         lifespan=lifespan,
     )
+
+
+# Python's default is a young-generation collection every 700 net allocations of container
+# objects: every dozen requests here, each one promoting the objects of the requests in flight.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+@contextmanager
+def lean_garbage_collection() -> Iterator[None]:
+    """While the app serves, the cyclic garbage collector skips the objects made at start-up
+    (modules, question bank, app: about 55,000) and runs its young collections less often.
+
+    Measured under load (docs/performance.md, "CPU per request"): the collector took about 26
+    µs of the ~150 µs a request cost, most of it full collections that re-scanned start-up's
+    objects every 1,500 requests or so; with this, about 1 µs. Reference counting still frees
+    everything at once as before; only garbage in reference cycles waits longer (at most
+    GC_YOUNG_THRESHOLD new objects between young collections).
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:  # an app built and stopped by a test leaves the collector as it was
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 async def start_or_exit(store: FallbackStore) -> None:

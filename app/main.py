@@ -29,6 +29,7 @@ from app import api, openapi, page
 from app.accounts import AccountStore
 from app.auth import Auth, Sleep
 from app.avatars import Avatars
+from app.dispatch import ExceptionHandler, FixedPaths
 from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
@@ -152,11 +153,12 @@ def create_app(
         Middleware(StartupErrorInOneLine),
         Middleware(RequestLog, metrics=metrics, routes=labels),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
+        Middleware(FixedPaths, routes=ROUTES, handlers=EXCEPTION_HANDLERS),
     ]
     return Starlette(
         routes=ROUTES + page.ROUTES,
         middleware=middleware,
-        exception_handlers={GameError: game_error, HTTPException: http_error},
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
 
@@ -271,3 +273,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     }
     message = messages.get(exc.status_code, str(exc.detail))
     return api.json_response(ErrorBody(message), exc.status_code, exc.headers)
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    GameError: game_error,
+    HTTPException: http_error,
+}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import TextIO, TypedDict
 
 import msgspec
 from starlette.applications import Starlette
@@ -33,7 +34,7 @@ from app.dispatch import ExceptionHandler, FixedPaths
 from app.errors import GameError, StorageUnavailable, TooManyAttempts, ValidationFailed, status_of
 from app.fallback import FallbackStore
 from app.game import Game
-from app.metrics import Metrics, RequestLog
+from app.metrics import AccessLog, Metrics, RequestLog
 from app.models import ErrorBody, FieldError, ValidationErrorBody
 from app.questions import QuestionBank
 from app.redis_link import RedisLink, RedisMisconfigured, connect
@@ -72,8 +73,12 @@ ROUTES = [
 ]
 
 
-def configure_logging(level: str) -> None:
-    """Plain `LEVEL logger message` lines on stderr, unless logging is configured already.
+LOG_FORMAT = "%(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(level: str) -> logging.StreamHandler[TextIO] | None:
+    """Plain `LEVEL logger message` lines on stderr, unless logging is configured already;
+    returns the handler it installed (None if it installed none).
 
     Per the logging HOWTO's "Optimization" advice, no record collects its caller's source line,
     thread or process: with one access line per request those lookups cost about a tenth of
@@ -83,9 +88,14 @@ def configure_logging(level: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("app").setLevel(level.upper())
+    root = logging.getLogger()
+    if root.handlers:
+        return None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    return handler
 
 
 def create_app(
@@ -108,11 +118,11 @@ def create_app(
     except SettingsError as exc:
         raise SystemExit(f"Invalid setting {exc}") from None
     metrics = Metrics(settings.metrics_token, uses_redis=not settings.use_memory_sessions)
+    access_log = AccessLog(configure_logging(settings.log_level))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         assert settings is not None
-        configure_logging(settings.log_level)
         bank = QuestionBank.load(game_size=settings.questions_per_game)
         if due := bank.overdue(datetime.fromtimestamp(clock(), UTC).date()):
             log.warning(
@@ -151,7 +161,7 @@ def create_app(
     labels = {r.endpoint: r.path for r in ROUTES} | page.LABELS
     middleware = [
         Middleware(StartupErrorInOneLine),
-        Middleware(RequestLog, metrics=metrics, routes=labels),
+        Middleware(RequestLog, metrics=metrics, routes=labels, access_log=access_log),
         Middleware(CorsOnlyWithOrigin, origin=settings.frontend_url),
         Middleware(FixedPaths, routes=ROUTES, handlers=EXCEPTION_HANDLERS),
     ]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.sizing import cpu_seconds, served
-from tests.servers import ApiProcess, LocalRedis
+from tests.servers import HTTP_PROTOCOL, ApiProcess, LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 CORES = os.cpu_count() or 1
@@ -104,8 +104,14 @@ def main() -> None:
     redis_server = LocalRedis()
     redis_server.start()
     url = redis_server.url.removesuffix("/0")
+    # An older checkout runs on uvicorn's own httptools protocol, as it was served.
+    bounded = (args.baseline / "app" / "http_limits.py").exists()
     apis = {
-        f"baseline ({args.baseline})": ApiProcess({"REDIS_URL": url + "/1"}, root=args.baseline),
+        f"baseline ({args.baseline})": ApiProcess(
+            {"REDIS_URL": url + "/1"},
+            root=args.baseline,
+            http=HTTP_PROTOCOL if bounded else "httptools",
+        ),
         "this checkout": ApiProcess({"REDIS_URL": url + "/2"}),
     }
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in apis}

@@ -301,12 +301,13 @@ def _container() -> Iterator[str]:
 
 
 SERVICE = "app.main:create_app"
+HTTP_PROTOCOL = "app.http_limits:BoundedHttpToolsProtocol"
 
 
-def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
+def uvicorn_command(factory: str, port: int, *extra: str, http: str = HTTP_PROTOCOL) -> list[str]:
     """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
-    work, the app's own request log instead of uvicorn's, at most 4 s for the requests in
-    flight on SIGTERM: README "Rolling restarts")."""
+    work, request heads bounded, the app's own request log instead of uvicorn's, at most 4 s
+    for the requests in flight on SIGTERM: README "Rolling restarts")."""
     return [
         sys.executable,
         "-m",
@@ -317,6 +318,8 @@ def uvicorn_command(factory: str, port: int, *extra: str) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        "--http",
+        http,
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "4",
@@ -333,6 +336,7 @@ class ApiProcess:
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None  # where its stderr goes (the service's log), else nowhere
     root: Path = ROOT  # the checkout it runs (benchmarks compare with another one)
+    http: str = HTTP_PROTOCOL  # uvicorn's --http
 
     @property
     def url(self) -> str:
@@ -341,7 +345,7 @@ class ApiProcess:
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log or os.devnull, "ab") as stderr:
             self.process = subprocess.Popen(
-                uvicorn_command(SERVICE, self.port),
+                uvicorn_command(SERVICE, self.port, http=self.http),
                 cwd=self.root,
                 env={**os.environ, **SERVICE_ENV, **self.env},
                 stdout=subprocess.DEVNULL,

@@ -13,9 +13,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.loop_metrics import Count, LoopCounter, LoopHistogram, Spread
 
 access_log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
@@ -36,20 +38,21 @@ class Metrics:
     def __init__(self, token: str = "", uses_redis: bool = True) -> None:
         self.token = token  # what a scraper must send as its Bearer token; "" turns /metrics off
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter(
+        # Updated for every request: without prometheus_client's lock (app/loop_metrics.py).
+        self.requests = LoopCounter(
             "http_requests",
             "HTTP requests served",
             ["route", "method", "status"],
             registry=registry,
         )
-        self.request_latency = Histogram(
+        self.request_latency = LoopHistogram(
             "http_request_duration_seconds",
             "HTTP request latency",
             ["route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.redis_latency = Histogram(
+        self.redis_latency = LoopHistogram(
             "redis_call_duration_seconds",
             "Redis round trip per operation",
             ["operation"],
@@ -103,14 +106,13 @@ class Metrics:
             "Game sessions whose last question was answered",
             registry=registry,
         )
-        self.answers = Counter("answers", "Answers by outcome", ["outcome"], registry=registry)
+        self.answers = LoopCounter("answers", "Answers by outcome", ["outcome"], registry=registry)
         self.answers_accepted = self.answers.labels("accepted")
         self.answers_duplicated = self.answers.labels("duplicate")
 
-        # labels() hashes and validates its arguments on every call; the hot path looks its
-        # children up once per label combination instead.
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._redis_children: dict[str, Any] = {}
+        # The hot path looks its children up once per label combination (the status as an int,
+        # as the server gives it).
+        self._request_children: dict[tuple[str, str, int], tuple[Count, Spread]] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -127,10 +129,7 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_redis(self, operation: str, seconds: float) -> None:
-        child = self._redis_children.get(operation)
-        if child is None:
-            child = self._redis_children[operation] = self.redis_latency.labels(operation)
-        child.observe(seconds)
+        self.redis_latency.labels(operation).observe(seconds)
 
 
 class AccessLog:

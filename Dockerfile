@@ -39,4 +39,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 # stop): /health answers 503 for 1.5 s (the balancer takes it out), requests in flight get at
 # most 4 s, the write-back of games held in memory at most 3 s and the last Redis replies 1 s:
 # at most 9.5 s, within Docker's 10 s stop timeout, so no SIGKILL cuts the write-back short.
-CMD ["uvicorn", "--factory", "app.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log", "--timeout-graceful-shutdown", "4"]
+CMD ["uvicorn", "--factory", "app.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--http", "app.http_limits:BoundedHttpToolsProtocol", "--no-access-log", "--timeout-graceful-shutdown", "4"]

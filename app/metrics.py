@@ -11,11 +11,13 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.loop_metrics import Count, LoopCounter, LoopHistogram, Spread
 
 access_log = logging.getLogger("app.access")
 error_log = logging.getLogger("app.errors")
@@ -36,20 +38,21 @@ class Metrics:
     def __init__(self, token: str = "", uses_redis: bool = True) -> None:
         self.token = token  # what a scraper must send as its Bearer token; "" turns /metrics off
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter(
+        # Updated for every request: without prometheus_client's lock (app/loop_metrics.py).
+        self.requests = LoopCounter(
             "http_requests",
             "HTTP requests served",
             ["route", "method", "status"],
             registry=registry,
         )
-        self.request_latency = Histogram(
+        self.request_latency = LoopHistogram(
             "http_request_duration_seconds",
             "HTTP request latency",
             ["route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self.redis_latency = Histogram(
+        self.redis_latency = LoopHistogram(
             "redis_call_duration_seconds",
             "Redis round trip per operation",
             ["operation"],
@@ -103,14 +106,13 @@ class Metrics:
             "Game sessions whose last question was answered",
             registry=registry,
         )
-        self.answers = Counter("answers", "Answers by outcome", ["outcome"], registry=registry)
+        self.answers = LoopCounter("answers", "Answers by outcome", ["outcome"], registry=registry)
         self.answers_accepted = self.answers.labels("accepted")
         self.answers_duplicated = self.answers.labels("duplicate")
 
-        # labels() hashes and validates its arguments on every call; the hot path looks its
-        # children up once per label combination instead.
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._redis_children: dict[str, Any] = {}
+        # The hot path looks its children up once per label combination (the status as an int,
+        # as the server gives it).
+        self._request_children: dict[tuple[str, str, int], tuple[Count, Spread]] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -127,10 +129,35 @@ class Metrics:
         children[1].observe(seconds)
 
     def observe_redis(self, operation: str, seconds: float) -> None:
-        child = self._redis_children.get(operation)
-        if child is None:
-            child = self._redis_children[operation] = self.redis_latency.labels(operation)
-        child.observe(seconds)
+        self.redis_latency.labels(operation).observe(seconds)
+
+
+class AccessLog:
+    """Each request's line, at INFO on the `app.access` logger.
+
+    Through the logging module a line costs a LogRecord, a lock, level and filter checks and a
+    format: several µs of a request's CPU (docs/performance.md, "CPU per request"). So when
+    the service configured logging itself (app.main.configure_logging: `handler`, a plain
+    stderr handler), the line is formatted once and written to that stream in one call: the
+    bytes the handler would write. (The stream is line-buffered, so each line is flushed as the
+    handler would flush it; lines of other threads are whole lines too, as the GIL holds for one
+    write.) When logging was configured elsewhere (uvicorn's --log-config, pytest), the line
+    goes through logging and its handlers, as any other record.
+    """
+
+    def __init__(self, handler: logging.StreamHandler[TextIO] | None) -> None:
+        direct = handler is not None and not (handler.filters or access_log.filters)
+        self.stream = handler.stream if direct and handler is not None else None
+        self.enabled = access_log.isEnabledFor(logging.INFO)
+
+    def write(self, method: str, route: str, status: int, seconds: float, request_id: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{method} {route} {status} {seconds * 1000:.1f}ms {request_id}"
+        if self.stream is None:
+            access_log.info("%s", line)
+        else:
+            self.stream.write(f"INFO app.access {line}\n")
 
 
 class RequestLog:
@@ -148,10 +175,13 @@ class RequestLog:
     for the server to log again, and leave the server to drop the connection.)
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Mapping[Any, str]) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, routes: Mapping[Any, str], access_log: AccessLog
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.access_log = access_log
         self._prefix = os.urandom(3).hex()
         self._count = itertools.count(1)
 
@@ -187,13 +217,8 @@ class RequestLog:
             elapsed = time.perf_counter() - started
             route = self.routes.get(scope.get("endpoint"), "unmatched")
             self.metrics.observe_request(route, scope["method"], status or 500, elapsed)
-            access_log.info(
-                "%s %s %d %.1fms %s",
-                scope["method"],
-                route,
-                status or 500,
-                elapsed * 1000,
-                request_id.decode(),
+            self.access_log.write(
+                scope["method"], route, status or 500, elapsed, request_id.decode()
             )
 
     def _request_id(self, scope: Scope) -> bytes:

@@ -65,7 +65,9 @@ class Variant:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = server_command(self.target, self.port, self.server, self.workers)
+        command = server_command(
+            self.target, self.port, self.server, self.workers, checkout=self.checkout
+        )
         self.process = subprocess.Popen(
             [*command, "--log-level", "warning"],
             cwd=self.checkout,

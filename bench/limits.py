@@ -25,7 +25,8 @@ from bench.cost import rss_mb, with_descendants
 from tests.servers import ApiProcess, LocalRedis
 
 SETUPS = {
-    "uvicorn, httptools (as ./serve)": ("uvicorn", ()),
+    "uvicorn, httptools with the service's head bounds (as ./serve)": ("uvicorn", ()),
+    "uvicorn, plain httptools": ("uvicorn", ("--http", "httptools")),
     "uvicorn, h11, max incomplete event 32 KiB": (
         "uvicorn",
         ("--http", "h11", "--h11-max-incomplete-event-size", "32768"),

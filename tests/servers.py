@@ -301,19 +301,27 @@ def _container() -> Iterator[str]:
 
 
 SERVICE = "app.main:create_app"
+HTTP_PROTOCOL = "app.http_limits:BoundedHttpToolsProtocol"
 
 
 ASGI_SERVERS = ("uvicorn", "granian")
 
 
 def server_command(
-    factory: str, port: int, server: str | None = None, workers: int = 1, *extra: str
+    factory: str,
+    port: int,
+    server: str | None = None,
+    workers: int = 1,
+    *extra: str,
+    checkout: Path = ROOT,
 ) -> list[str]:
     """How tests and benchmarks start an app: the way ./serve does (a factory, no import-time
-    work, the app's own request log instead of the server's, at most 4 s for the requests in
-    flight on SIGTERM: README "Rolling restarts"). `server`: uvicorn, as ./serve runs it, or
-    Granian to compare (TEST_ASGI_SERVER picks the default, so the process tests run on
-    either); `extra` arguments go to the server."""
+    work, request heads bounded, the app's own request log instead of the server's, at most 4 s
+    for the requests in flight on SIGTERM: README "Rolling restarts"). `server`: uvicorn, as
+    ./serve runs it, or Granian to compare (TEST_ASGI_SERVER picks the default, so the process
+    tests run on either); `extra` arguments go to the server. A `checkout` from before the
+    bounded request heads (a baseline for the load tool) runs on plain httptools, as it was
+    served."""
     server = server or os.environ.get("TEST_ASGI_SERVER", "uvicorn")
     if server not in ASGI_SERVERS:
         raise ValueError(f"unknown ASGI server {server!r}: one of {ASGI_SERVERS}")
@@ -325,6 +333,8 @@ def server_command(
         options += ["--http1-header-read-timeout", "10000", "--workers-kill-timeout", "4"]
         return [sys.executable, "-m", "granian", "--factory", factory, *where, *options, *extra]
     options = ["--no-access-log", "--timeout-graceful-shutdown", "4"]
+    if (checkout / "app" / "http_limits.py").exists():
+        options += ["--http", HTTP_PROTOCOL]
     return [sys.executable, "-m", "uvicorn", "--factory", factory, *where, *options, *extra]
 
 

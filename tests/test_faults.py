@@ -8,6 +8,7 @@ The timeout budget of one request is pool wait + 2 x REDIS_TIMEOUT_SECONDS (one 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import socket
@@ -297,9 +298,52 @@ async def test_an_unhandled_error_is_logged_once_and_the_connection_kept(
     assert broken not in text  # route templates only, never the id
 
 
-def request(connection: socket.socket, path: str) -> str:
+async def test_each_request_is_one_access_line(
+    redis_server: LocalRedis, start_api: type[ApiProcess], tmp_path: Path
+) -> None:
+    """A real process writes one line per request on stderr: level, logger, method, route
+    template (never the session id), status, duration and request id, the caller's when it
+    sent one; LOG_LEVEL=warning turns the lines off."""
+    log = tmp_path / "service.log"
+    api = start_api({"REDIS_URL": redis_server.url}, log=log)
+    api.start()
+    missing = str(uuid.uuid4())
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as connection:
+        not_found = request(connection, f"/api/game/results/{missing}")
+        request(connection, "/health", "X-Request-ID: balancer-7")
+    lines = access_lines(log, until="balancer-7")
+    api.kill()
+    own_id = header(not_found, "x-request-id")
+    assert re.fullmatch(
+        rf"INFO app\.access GET /api/game/results/\{{session_id\}} 404 \d+\.\dms {own_id}",
+        lines[-2],
+    ), lines
+    assert re.fullmatch(r"INFO app\.access GET /health 200 \d+\.\dms balancer-7", lines[-1])
+
+    quiet_log = tmp_path / "quiet.log"
+    quiet = start_api({"REDIS_URL": redis_server.url, "LOG_LEVEL": "warning"}, log=quiet_log)
+    quiet.start()
+    with socket.create_connection(("127.0.0.1", quiet.port), timeout=5) as connection:
+        assert request(connection, "/health").startswith("HTTP/1.1 200")
+    quiet.kill()
+    assert " app.access " not in quiet_log.read_text()
+
+
+def access_lines(log: Path, until: str) -> list[str]:
+    """The access lines in a service's log, once one ends with `until` (a response reaches the
+    client just before its line is written)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in log.read_text().splitlines() if " app.access " in line]
+        if (lines and lines[-1].endswith(until)) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def request(connection: socket.socket, path: str, *headers: str) -> str:
     """One HTTP/1.1 request on an open connection, and its whole response."""
-    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    fields = "".join(f"{field}\r\n" for field in ("Host: test", *headers))
+    connection.sendall(f"GET {path} HTTP/1.1\r\n{fields}\r\n".encode())
     data = b""
     while b"\r\n\r\n" not in data:
         data += connection.recv(65536)

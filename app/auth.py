@@ -391,6 +391,8 @@ class Auth:
         revoked, multiplier = await self.accounts.access_state(identity.family, identity.user_id)
         if revoked:
             raise Unauthorized("Token revoked: log in again")
+        if multiplier == identity.timer_multiplier:  # most players keep the default: no copy
+            return identity
         return dataclasses.replace(identity, timer_multiplier=multiplier)
 
     async def player(self, caller: Caller) -> Identity | None:

@@ -22,13 +22,17 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", token: str | None = None
+    ) -> tuple[int, bytes]:
+        """`token`: this request's Bearer token instead of the connection's."""
+        auth = self._auth if token is None else f"Authorization: Bearer {token}\r\n"
         if self._writer is None or self._writer.is_closing():
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"{self._auth}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"{auth}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         self._writer.write(head.encode() + body)
         status_line = await self._reader.readline()

@@ -1,6 +1,7 @@
 """Compare mode: variants side by side, started and measured in one run on this machine.
 
-`compare`: the service beside its ceiling, its floor and the original strategy.
+`compare`: the service beside its ceiling, its floor and the original strategy, and with
+signed-in players (each session made and answered with its player's Bearer token).
 
 Starts, on this machine and in this run, one Redis with the JSON module, one without modules,
 and one uvicorn worker per variant; then, in interleaved rounds, drives each variant's answer
@@ -44,6 +45,7 @@ from tests.servers import SERVICE, SERVICE_ENV, LocalRedis, free_port, server_co
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS_PER_SESSION = 20
+SIGNED_IN = "service, RedisJSON, signed-in players"
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Variant:
     server: str = "uvicorn"
     workers: int = 1
     checkout: Path = ROOT  # whose code it runs: this one, or another (before/after)
+    signed_in: bool = False  # answer-route variants: players with accounts, Bearer tokens
+    tokens: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     rounds: list[dict[str, float]] = field(default_factory=list)
@@ -103,41 +107,51 @@ class Variant:
             self.process.wait(15)
 
 
-async def create_sessions(url: str, count: int, players: int) -> list[tuple[str, list[str]]]:
+Made = list[tuple[str, list[str], str | None]]  # session id, its questions, its owner's token
+
+
+async def create_sessions(url: str, count: int, tokens: list[str | None]) -> Made:
+    """`count` sessions of QUESTIONS_PER_SESSION questions, made by one player per token (None:
+    anonymous), each on its own connection."""
     ids = [f"q{n:03d}" for n in range(1, QUESTIONS_PER_SESSION + 1)]
-    made: list[tuple[str, list[str]]] = []
+    made: Made = []
     stats = Stats()
 
-    async def creator(share: int) -> None:
-        conn = Connection(url)
-        for _ in range(share):
+    async def creator(token: str | None) -> None:
+        conn = Connection(url, token)
+        for _ in range(count // len(tokens)):
             _, game = await stats.call(
                 conn, "create", "POST", "/api/game/session", {"questionIds": ids}
             )
-            made.append((game["sessionId"], ids))
+            made.append((game["sessionId"], ids, token))
         await conn.close()
 
-    await asyncio.gather(*(creator(count // players) for _ in range(players)))
+    await asyncio.gather(*(creator(token) for token in tokens))
     return made
 
 
-async def answer_phase(
-    url: str, sessions: list[tuple[str, list[str]]], players: int, duration: float
-) -> Stats:
-    tasks: Iterator[tuple[str, str]] = ((sid, qid) for sid, ids in sessions for qid in ids)
+async def answer_phase(url: str, sessions: Made, players: int, duration: float) -> Stats:
+    """`players` connections take the sessions' answers in order, so the answers of one session
+    are in flight at the same time; a signed-in player's session is answered with its token
+    (on whichever connection takes it: as many connections as for anonymous players)."""
+    tasks: Iterator[tuple[str, str, str | None]] = (
+        (sid, qid, token) for sid, ids, token in sessions for qid in ids
+    )
     stats = Stats()
     deadline = time.perf_counter() + duration
 
     async def answering() -> None:
         conn = Connection(url)
-        for sid, qid in tasks:
+        for sid, qid, token in tasks:
             if time.perf_counter() > deadline:
                 break
             status, result = await stats.call(
-                conn, "answer", "POST", "/api/game/answer", answer_body(sid, qid)
+                conn, "answer", "POST", "/api/game/answer", answer_body(sid, qid), token
             )
             if status == 200 and "totalPoints" in result:
                 stats.acknowledged[(sid, qid)] = result["totalPoints"]
+                if token is not None:
+                    stats.owners[sid] = token
         await conn.close()
 
     await asyncio.gather(*(answering() for _ in range(players)))
@@ -146,7 +160,10 @@ async def answer_phase(
 
 async def measure(variant: Variant, players: int, duration: float, sessions: int) -> None:
     cost = RedisCost(variant.redis_url) if variant.redis_url else None
-    made = await create_sessions(variant.url, sessions, players)
+    if variant.signed_in and not variant.tokens:  # once, before its first round
+        variant.tokens.extend(await load.sign_in(variant.url, players))
+    tokens: list[str | None] = [*variant.tokens] if variant.signed_in else [None] * players
+    made = await create_sessions(variant.url, sessions, tokens)
     per_create = cost.per_request(len(made))[0] if cost else 0.0
     meter = variant.meter()
     start = meter.read()
@@ -301,6 +318,9 @@ def compare(
         ),
         Variant("service, memory store", SERVICE, {"USE_MEMORY_SESSIONS": "true"}, None),
         Variant("service, RedisJSON", SERVICE, service, json_url),
+        Variant(
+            "service, RedisJSON, signed-in players", SERVICE, service, json_url, signed_in=True
+        ),
         *(
             [
                 Variant(
@@ -328,6 +348,9 @@ def compare(
         )
         for line in table(variants):
             print(line)
+        rates = {v.name: median(v.rounds, "answers_per_s") or 0.0 for v in variants}
+        anonymous, signed = rates["service, RedisJSON"], rates[SIGNED_IN]
+        print(f"answer route, signed-in / anonymous answers/s: {signed / anonymous:.2f}")
     finally:
         for server in (json_redis, plain_redis):
             server.stop()

@@ -45,11 +45,17 @@ class Stats:
         }
 
     async def call(
-        self, conn: Connection, route: str, method: str, path: str, body: Any = None
+        self,
+        conn: Connection,
+        route: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
     ) -> tuple[int, Any]:
         payload = b"" if body is None else _encode(body)
         started = time.perf_counter()
-        status, raw = await conn.request(method, path, payload)
+        status, raw = await conn.request(method, path, payload, token)
         self.latencies[route].append(time.perf_counter() - started)
         self.statuses[(route, status)] += 1
         return status, (_decode(raw) if raw else None)

@@ -245,6 +245,14 @@ class AccountStore:
         )
         return Claimed(reply[0]) == Claimed.CLAIMED, reply[1]
 
+    async def release_login(self, email: str, client: str) -> None:
+        """Give back an attempt `claim_login` counted, its password never checked."""
+        key = keys.login_attempts(email)
+        await asyncio.gather(
+            self._command("release_login", "HINCRBY", key, f"c:{client}", -1),
+            self._command("release_login", "HINCRBY", key, "all", -1),
+        )
+
     async def clear_login(self, email: str) -> None:
         await self._command("clear_login", "DEL", keys.login_attempts(email))
 

@@ -26,6 +26,7 @@ import jwt
 from app.accounts import AccountStore
 from app.avatars import path_of
 from app.errors import (
+    Busy,
     InvalidInput,
     LoginEnded,
     RefreshReused,
@@ -268,9 +269,16 @@ class Auth:
         email = normalize_email(request.email)
         attempts = await self._claim_login(email, caller)
         user = await self.accounts.user_by_email(email)
-        matches = await self.passwords.verify(
-            user.password_hash if user else None, request.password
-        )
+        try:
+            matches = await self.passwords.verify(
+                user.password_hash if user else None, request.password
+            )
+        except Busy:  # no password was checked: the attempt is given back, so a player who
+            await asyncio.gather(  # retries through a flood is not locked out by the retries
+                self.accounts.release_login(email, caller.address),
+                self.accounts.use(caller.address, "login", 1, self._window_ms, amount=-1),
+            )
+            raise
         if not matches or user is None:
             beyond = attempts - self.settings.login_slow_after
             if beyond > 0:  # slow repeated failures down before refusing them outright

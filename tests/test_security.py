@@ -307,6 +307,26 @@ async def test_metrics_need_the_token(api: httpx.AsyncClient, settings: Settings
         assert (await plain.get("/metrics")).status_code == 404
 
 
+async def test_a_login_refused_as_busy_is_not_an_attempt(request: pytest.FixtureRequest) -> None:
+    """A login refused because hashing is busy (503) checked no password: retrying it through a
+    flood must not use up the player's attempts and lock them out (429)."""
+    settings = make_settings(request, "redis-json", password_hash_queue=0)
+    async with LifespanManager(create_app(settings)) as app, client(app) as http:
+        email, _ = await account(app)
+        busy = 0
+        while busy <= settings.login_max_failures:  # more refusals than attempts allowed
+            hashing = asyncio.create_task(  # holds the one hashing slot for a hash's time
+                http.post("/auth/login", json={"email": new_email(), "password": PASSWORD})
+            )
+            await asyncio.sleep(0.005)
+            real = await http.post("/auth/login", json={"email": email, "password": PASSWORD})
+            busy += real.status_code == 503
+            assert real.status_code in (200, 503), real.text
+            await hashing
+        real = await http.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert real.status_code == 200, real.text
+
+
 # --- 1 and 9. concurrency and floods, against a real process -------------------------------------
 
 

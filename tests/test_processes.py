@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,15 +16,11 @@ pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def instances(redis_url: str) -> Iterator[list[ApiProcess]]:
-    started = [ApiProcess({"REDIS_URL": redis_url}) for _ in range(2)]
-    try:
-        for process in started:
-            process.start()
-        yield started
-    finally:
-        for process in started:
-            process.kill()
+def instances(redis_url: str, start_api: type[ApiProcess]) -> list[ApiProcess]:
+    started = [start_api({"REDIS_URL": redis_url}) for _ in range(2)]
+    for process in started:
+        process.start()
+    return started
 
 
 async def test_game_moves_between_instances(

@@ -418,20 +418,16 @@ async def test_sigterm_leaves_the_rotation_first_then_stops(
 
 
 @pytest.fixture
-def slow_probing(fleet: Fleet, tmp_path: Path) -> Iterator[list[ApiProcess]]:
+def slow_probing(fleet: Fleet, tmp_path: Path, start_api: type[ApiProcess]) -> list[ApiProcess]:
     """Two more instances on the fleet's Redis whose probe runs every 15 s while Redis is
     away, so only their shutdown writes their games back."""
     instances = [
-        ApiProcess({"REDIS_URL": fleet.redis.url, "BREAKER_PROBE_SECONDS": "60"}, log=log)
+        start_api({"REDIS_URL": fleet.redis.url, "BREAKER_PROBE_SECONDS": "60"}, log=log)
         for log in (tmp_path / "slow-a.log", tmp_path / "slow-b.log")
     ]
-    try:
-        for instance in instances:
-            instance.start()
-        yield instances
-    finally:
-        for instance in instances:
-            instance.kill()
+    for instance in instances:
+        instance.start()
+    return instances
 
 
 async def games_in_memory(instance: ApiProcess, bank: QuestionBank, count: int) -> Ledger:

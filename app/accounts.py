@@ -18,7 +18,7 @@ import msgspec
 from app import keys
 from app.errors import EmailTaken, StorageUnavailable
 from app.models import Progression, StoredUser
-from app.redis_link import Arg, RedisLink
+from app.redis_link import Arg, RedisLink, stop_task
 from app.scripts import Award, Claimed, Rotated, Updated
 
 T = TypeVar("T")
@@ -108,10 +108,7 @@ class AccountStore:
             )
 
     async def close(self) -> None:
-        if self._listener is not None:
-            while not self._listener.done():  # see FallbackStore.close
-                self._listener.cancel()
-                await asyncio.wait({self._listener}, timeout=0.5)
+        await stop_task(self._listener)
 
     # --- users -----------------------------------------------------------------------------------
 

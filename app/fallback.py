@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from app.errors import SessionNotFound, StorageUnavailable
 from app.metrics import Metrics
 from app.models import AnswerCandidate, StoredSession, StoreStatus
-from app.redis_link import RedisLink
+from app.redis_link import RedisLink, stop_task
 from app.redis_store import RedisStore
 from app.rules import Submission
 from app.settings import Settings
@@ -67,14 +67,10 @@ class FallbackStore:
         """Shutdown, once no request is in flight: stop the probe, write the fallback sessions
         back if Redis takes writes (one attempt, at most CLOSE_WRITE_BACK_SECONDS), then let the
         calls in flight finish and close the pool. Sessions not written back are lost with this
-        process: the log says how many. The probe stops on a flag as well as on cancellation: a
-        cancellation that lands inside redis-py's cluster client can come out as a connection
-        error, which the loop rides out like any other."""
+        process: the log says how many. The probe stops on a flag as well as on cancellation
+        (`stop_task`)."""
         self._stopping = True
-        if self._task is not None:
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=0.5)
+        await stop_task(self._task)
         await self._last_write_back()
         await self.link.close()
 

@@ -206,6 +206,17 @@ HIREDIS_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task of Redis calls and wait until it has ended. Cancelled again
+    until it ends: a cancellation that lands inside redis-py's cluster client can come out as
+    a connection error, which such a loop rides out like any other."""
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
 class AutoPipeline:
     """Sends the commands that requests issue in the same event-loop iteration to Redis together,
     as one pipeline: one connection checkout, one write and one timeout for the batch instead
